@@ -1,0 +1,64 @@
+"""The command line: the only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from publisher import __version__
+from publisher.errors import PublisherError
+
+
+class SiteContext:
+    """What every command shares: the site folder given by --site."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example:\n\n    publisher --site mysite build",
+)
+@click.option(
+    "--site",
+    "site_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Site folder holding config.toml, posts/ and templates/.",
+)
+@click.version_option(__version__, prog_name="publisher")
+@click.pass_context
+def cli(ctx: click.Context, site_dir: Path) -> None:
+    """Publisher: Markdown posts to a blog, RSS/Atom feeds and email newsletters."""
+    ctx.obj = SiteContext(site_dir)
+
+
+def _register_commands() -> None:
+    # Each command lives in the module of its stage; registered here in one place.
+    from publisher.cli_build import build_command, new_command, serve_command
+
+    for command in (build_command, new_command, serve_command):
+        cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point: run the CLI, print PublisherErrors cleanly, exit non-zero."""
+    _register_commands()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PublisherError as exc:
+        click.secho(f"error: {exc.message}", fg="red", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(1)
+    sys.exit(0)

@@ -1,0 +1,159 @@
+"""Split a post into front matter and body, and parse the front matter strictly.
+
+python-frontmatter silently returns ``{}`` for a BOM, a missing closing ``---``
+or list-shaped front matter, and PyYAML's YAML 1.1 resolvers turn ``no`` into
+False, ``12:30`` into 750 and ``1.10`` into 1.1 (RELIABILITY L6, A1-A12). So:
+
+- the split is done here, by lines, so every error has a line number;
+- YAML is parsed with a SafeLoader that has *no implicit resolvers*: every plain
+  scalar stays the text the editor typed, and the post schema (``content.py``)
+  decides what it means, by field;
+- duplicate keys, aliases (billion-laughs, A12) and non-mapping documents are
+  errors, each with the line where it happens.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+MAX_FRONT_MATTER_BYTES = 64 * 1024
+_FENCE = re.compile(r"^---[ \t]*$")
+_END_FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
+
+
+class FrontMatterError(ValueError):
+    """A front-matter problem at a line (1-based, in the post file) and optional column."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Field:
+    """One top-level front-matter value and the file line it starts on."""
+
+    value: Any
+    line: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """A post split in two: its front matter fields and its Markdown body."""
+
+    fields: dict[str, Field]
+    body: str
+    body_line: int  # file line where the body starts, for Markdown errors
+
+
+def split(text: str) -> Document:
+    """Split ``text`` (already decoded, BOM removed) into fields and body."""
+    lines = text.splitlines(keepends=True)
+    if not lines or not _FENCE.match(lines[0].rstrip("\r\n")):
+        raise FrontMatterError(
+            "no front matter: a post starts with a '---' line, then 'title:' and 'date:'", 1
+        )
+    for index in range(1, len(lines)):
+        if _END_FENCE.match(lines[index].rstrip("\r\n")):
+            yaml_text = "".join(lines[1:index])
+            body = "".join(lines[index + 1 :])
+            return Document(parse_fields(yaml_text, first_line=2), body, index + 2)
+    raise FrontMatterError("front matter opened but never closed: add a '---' line after it", 1)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without implicit resolvers, aliases or duplicate keys."""
+
+    yaml_implicit_resolvers = {}  # noqa: RUF012
+    first_line = 1  # file line of the YAML text's first line, for messages
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed in front matter",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key {key!r} (first on line {self.first_line + seen[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_plain_or_null(loader: _StrictLoader, node: ScalarNode) -> str:
+    # Without resolvers every untagged scalar is a string; an empty value is "".
+    return str(loader.construct_scalar(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:str", _construct_plain_or_null)
+
+
+def parse_fields(yaml_text: str, first_line: int) -> dict[str, Field]:
+    """Parse a front-matter block that starts at file line ``first_line``."""
+    if len(yaml_text.encode("utf-8")) > MAX_FRONT_MATTER_BYTES:
+        raise FrontMatterError(
+            f"front matter is larger than {MAX_FRONT_MATTER_BYTES // 1024} KB", first_line
+        )
+    loader = _StrictLoader(yaml_text)
+    loader.first_line = first_line
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return {}
+        if not isinstance(root, MappingNode):
+            raise FrontMatterError(
+                f"front matter must be a mapping of 'key: value' lines, got a {_node_kind(root)}",
+                first_line + root.start_mark.line,
+            )
+        return _fields_of(loader, root, first_line)
+    except yaml.MarkedYAMLError as exc:
+        raise _located(exc, first_line) from None
+    finally:
+        loader.dispose()
+
+
+def _fields_of(loader: _StrictLoader, root: MappingNode, first_line: int) -> dict[str, Field]:
+    loader.construct_mapping(root, deep=True)  # runs the duplicate-key check
+    fields: dict[str, Field] = {}
+    for key_node, value_node in root.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise FrontMatterError(
+                f"keys must be text, got {key!r}", first_line + key_node.start_mark.line
+            )
+        value = loader.construct_object(value_node, deep=True)
+        fields[key] = Field(value, first_line + key_node.start_mark.line)
+    return fields
+
+
+def _node_kind(node: Node) -> str:
+    return {"SequenceNode": "list", "ScalarNode": "single value"}.get(type(node).__name__, "value")
+
+
+def _located(exc: yaml.MarkedYAMLError, first_line: int) -> FrontMatterError:
+    mark = exc.problem_mark or exc.context_mark
+    if exc.context_mark is not None and "end of stream" in (exc.problem or ""):
+        # "end of stream" points past the block; where the open construct began helps (A3).
+        mark = exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem:
+        problem = f"{exc.context}: {exc.problem}"
+    if mark is None:
+        return FrontMatterError(f"invalid YAML: {problem}", first_line)
+    return FrontMatterError(f"invalid YAML: {problem}", first_line + mark.line, mark.column + 1)
