@@ -112,7 +112,7 @@ def read_posts(config: Config) -> ReadResult:
         if post is not None:
             posts.append(post)
     problems.extend(_duplicate_slugs(posts))
-    return ReadResult(tuple(posts), tuple(problems), tuple(warnings))
+    return ReadResult(tuple(posts), tuple(sorted(problems, key=str)), tuple(warnings))
 
 
 def read_post(path: Path, source: str, config: Config) -> tuple[Post | None, _PostProblems]:
@@ -215,8 +215,7 @@ def _text_field(
     entry = fields.get(key)
     if entry is None or entry.value == "":
         if required:
-            line = entry.line if entry else None
-            found.add(f"'{key}' is required", line)
+            found.add(f"'{key}' is required", entry.line if entry else 1)
         return None
     value = entry.value
     if not isinstance(value, str):
@@ -295,7 +294,7 @@ def _date_field(
     if entry is None or entry.value == "":
         if required:
             found.add(
-                f"'{key}' is required (e.g. {key}: 2025-06-20 09:00)", entry.line if entry else None
+                f"'{key}' is required (e.g. {key}: 2025-06-20 09:00)", entry.line if entry else 1
             )
         return None
     try:

@@ -87,6 +87,11 @@ class _StrictLoader(yaml.SafeLoader):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise yaml.MarkedYAMLError(
+                    problem="keys must be plain text (quote a value that starts with '{' or '[')",
+                    problem_mark=key_node.start_mark,
+                )
             if key in seen:
                 raise yaml.MarkedYAMLError(
                     problem=f"duplicate key {key!r} (first on line {self.first_line + seen[key]})",

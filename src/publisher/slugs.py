@@ -34,6 +34,7 @@ def is_valid_slug(slug: str) -> bool:
         bool(_VALID.match(slug))
         and len(slug) <= MAX_SLUG_LENGTH
         and slug == unicodedata.normalize("NFC", slug)
+        and slug == slug.lower()
     )
 
 

@@ -1,0 +1,108 @@
+"""``publisher serve``: build into a temporary folder, serve it, rebuild on change.
+
+The preview is built with ``base_url`` pointing at the local server, drafts
+shown by default, and a small live-reload script added to each HTML page; the
+production output folder is never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from publisher.build import build
+from publisher.config import Config, load_config
+from publisher.errors import PublisherError
+
+
+class PreviewServer:
+    def __init__(
+        self, config: Config, *, drafts: bool, live_reload: str, log: Callable[[str], None]
+    ) -> None:
+        self.config = config
+        self.drafts = drafts
+        self.live_reload = live_reload
+        self.log = log
+        self.folder = Path(tempfile.mkdtemp(prefix="publisher-preview-"))
+        self.output = self.folder / "site"
+        self.build_id = 0
+        self.stopping = threading.Event()
+
+    def rebuild(self) -> None:
+        """Build the preview; a failed build keeps the last good one and logs why."""
+        try:
+            self.config = _reload_config(self.config)
+            result = build(
+                self.config, datetime.now(UTC), include_drafts=self.drafts, output=self.output
+            )
+        except PublisherError as exc:
+            self.log(f"build failed, still serving the previous build:\n{exc}")
+            return
+        self._inject_live_reload()
+        self.build_id += 1
+        self.log(f"rebuilt {len(result.site.posts)} posts in {result.seconds:.2f} s")
+
+    def _inject_live_reload(self) -> None:
+        for page in self.output.rglob("*.html"):
+            html = page.read_text(encoding="utf-8")
+            page.write_text(
+                html.replace("</body>", self.live_reload + "</body>", 1), encoding="utf-8"
+            )
+
+    def watch(self) -> None:
+        from watchfiles import watch
+
+        paths = [
+            p
+            for p in (
+                self.config.posts_path,
+                self.config.templates_path,
+                self.config.root / "config.toml",
+            )
+            if p.exists()
+        ]
+        for _changes in watch(*paths, stop_event=self.stopping, debounce=300):
+            self.rebuild()
+
+    def app(self) -> object:
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Mount, Route
+        from starlette.staticfiles import StaticFiles
+
+        async def build_number(_request: object) -> PlainTextResponse:
+            return PlainTextResponse(str(self.build_id), headers={"Cache-Control": "no-store"})
+
+        routes = [Route("/__build", build_number)]
+        routes.extend(self.extra_routes())
+        routes.append(
+            Mount("/", app=StaticFiles(directory=self.output, html=True, check_dir=False))
+        )
+        return Starlette(routes=routes)
+
+    def extra_routes(self) -> list[object]:
+        """Routes mounted beside the preview (the subscription service, when available)."""
+        return []
+
+    def serve(self, host: str, port: int) -> None:
+        import uvicorn
+
+        uvicorn.run(self.app(), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _reload_config(current: Config) -> Config:
+    """Re-read config.toml but keep the preview's local base_url."""
+    import dataclasses
+
+    fresh = load_config(current.root)
+    return dataclasses.replace(
+        fresh, site=dataclasses.replace(fresh.site, base_url=current.site.base_url)
+    )

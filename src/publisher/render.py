@@ -1,0 +1,227 @@
+"""Render the blog: every HTML page, the sitemap, robots.txt and static files.
+
+Input is a ``Site``; output goes into an ``OutputTree``. Templates receive
+precomputed data only (URLs, related lists, pages, JSON-LD), never raw config
+dicts, so what a page shows is decided and tested in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from publisher import markup
+from publisher.content import Post
+from publisher.site import Page, Site, Taxonomy, category_path, paginate, post_path, tag_path
+from publisher.templating import make_environment, render
+from publisher.writer import OutputTree
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    title: str
+    type: str
+    url: str
+
+
+@dataclass(frozen=True)
+class MonthGroup:
+    label: str
+    posts: tuple[Post, ...]
+
+
+@dataclass(frozen=True)
+class Signup:
+    action: str
+    categories: tuple[str, ...]
+
+
+class PageRenderer:
+    """Renders pages of one site with one Jinja environment."""
+
+    def __init__(self, site: Site, env: jinja2.Environment | None = None) -> None:
+        self.site = site
+        self.env = env or make_environment(site.config)
+        config = site.config
+        self.signup = (
+            Signup(config.web_base_url + "subscribe", tuple(c.name for c in site.categories))
+            if config.web.signup_form and config.newsletter.enabled
+            else None
+        )
+        self.site_feeds = (
+            FeedLink(f"{config.site.title} (RSS)", "application/rss+xml", site.url("feed.xml")),
+            FeedLink(f"{config.site.title} (Atom)", "application/atom+xml", site.url("atom.xml")),
+        )
+
+    def globals(self) -> dict[str, Any]:
+        site = self.site
+        return {
+            "site": site,
+            "url": site.url,
+            "post_url": lambda post: site.url(post_path(post)),
+            "category_url": lambda name: site.url(category_path(name)),
+            "tag_url": lambda name: site.url(tag_path(name)),
+            "signup": self.signup,
+        }
+
+    def page(self, template: str, path: str, **context: Any) -> str:
+        feeds = context.pop("feeds", self.site_feeds)
+        return render(
+            self.env,
+            template,
+            **self.globals(),
+            canonical=self.site.url(path),
+            feeds=feeds,
+            **context,
+        )
+
+    def category_feeds(self, name: str) -> tuple[FeedLink, ...]:
+        if not self.site.config.feeds.per_category:
+            return self.site_feeds
+        base = category_path(name)
+        title = f"{self.site.config.site.title} – {name}"
+        return (
+            *self.site_feeds,
+            FeedLink(f"{title} (RSS)", "application/rss+xml", self.site.url(base + "feed.xml")),
+            FeedLink(f"{title} (Atom)", "application/atom+xml", self.site.url(base + "atom.xml")),
+        )
+
+    def post(self, post: Post) -> str:
+        path = post_path(post)
+        feeds = self.category_feeds(post.category) if post.category else self.site_feeds
+        return self.page(
+            "post.html",
+            path,
+            post=post,
+            related=self.site.related.get(post.slug),
+            image_url=self.site.url(post.image)
+            if post.image and "://" not in post.image
+            else post.image,
+            json_ld=json_ld(self.site, post),
+            feeds=feeds,
+        )
+
+
+def json_ld(site: Site, post: Post) -> dict[str, Any]:
+    """schema.org BlogPosting for search engines."""
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "BlogPosting",
+        "headline": post.title,
+        "description": post.summary,
+        "datePublished": post.date.isoformat(),
+        "dateModified": (post.updated or post.date).isoformat(),
+        "author": {"@type": "Person", "name": post.author or site.config.site.author},
+        "publisher": {"@type": "Organization", "name": site.config.site.title},
+        "mainEntityOfPage": site.url(post_path(post)),
+        "url": site.url(post_path(post)),
+        "inLanguage": site.config.site.language,
+    }
+    if post.category:
+        data["articleSection"] = post.category
+    if post.tags:
+        data["keywords"] = list(post.tags)
+    if post.image:
+        data["image"] = post.image if "://" in post.image else site.url(post.image)
+    return data
+
+
+def render_pages(
+    site: Site, tree: OutputTree, progress: Callable[[int], None] | None = None
+) -> None:
+    """Add every HTML page, sitemap, robots.txt and static file to ``tree``."""
+    renderer = PageRenderer(site)
+    for count, post in enumerate(site.posts, start=1):
+        tree.add(post_path(post) + "index.html", renderer.post(post), owner=post.source)
+        if progress and count % 500 == 0:
+            progress(count)
+    _list_pages(renderer, tree, "index.html", "", site.posts, heading=site.config.site.title)
+    for taxonomy in site.categories:
+        _taxonomy_pages(
+            renderer, tree, taxonomy, heading=f"카테고리: {taxonomy.name}", is_category=True
+        )
+    for taxonomy in site.tags:
+        _taxonomy_pages(
+            renderer, tree, taxonomy, heading=f"태그: #{taxonomy.name}", is_category=False
+        )
+    tree.add("archive/index.html", renderer.page("archive.html", "archive/", months=months(site)))
+    tree.add("404.html", renderer.page("404.html", "404.html"))
+    tree.add("sitemap.xml", render(renderer.env, "sitemap.xml", entries=sitemap_entries(site)))
+    tree.add("robots.txt", render(renderer.env, "robots.txt", url=site.url))
+    _static_files(renderer.env, tree)
+
+
+def _list_pages(
+    renderer: PageRenderer,
+    tree: OutputTree,
+    template: str,
+    base: str,
+    posts: tuple[Post, ...],
+    heading: str,
+    feeds: tuple[FeedLink, ...] | None = None,
+) -> None:
+    for page in paginate(posts, renderer.site.config.site.posts_per_page, base):
+        extra: dict[str, Any] = {"feeds": feeds} if feeds else {}
+        html = renderer.page(template, page.path, page=page, heading=heading, **extra)
+        tree.add(page.path + "index.html", html)
+
+
+def _taxonomy_pages(
+    renderer: PageRenderer, tree: OutputTree, taxonomy: Taxonomy, heading: str, is_category: bool
+) -> None:
+    feeds = renderer.category_feeds(taxonomy.name) if is_category else None
+    _list_pages(renderer, tree, "taxonomy.html", taxonomy.path, taxonomy.posts, heading, feeds)
+
+
+def months(site: Site) -> list[MonthGroup]:
+    """Posts grouped by month in the site's timezone, newest first."""
+    zone = site.config.site.timezone
+    groups: dict[str, list[Post]] = {}
+    for post in site.posts:
+        local = post.date.astimezone(zone)
+        groups.setdefault(f"{local.year}년 {local.month}월", []).append(post)
+    return [MonthGroup(label, tuple(posts)) for label, posts in groups.items()]
+
+
+@dataclass(frozen=True)
+class SitemapEntry:
+    loc: str
+    lastmod: str | None
+
+
+def sitemap_entries(site: Site) -> list[SitemapEntry]:
+    """Home, every post (lastmod from the post, never from now) and every taxonomy page."""
+    newest = site.posts[0].updated or site.posts[0].date if site.posts else None
+    entries = [SitemapEntry(site.url(""), newest.isoformat() if newest else None)]
+    for post in site.posts:
+        entries.append(
+            SitemapEntry(site.url(post_path(post)), (post.updated or post.date).isoformat())
+        )
+    for taxonomy in (*site.categories, *site.tags):
+        entries.append(SitemapEntry(site.url(taxonomy.path), None))
+    return entries
+
+
+def _static_files(env: jinja2.Environment, tree: OutputTree) -> None:
+    """Copy ``static/`` from the template folders (site first) and add the code stylesheet."""
+    loader = env.loader
+    assert isinstance(loader, jinja2.FileSystemLoader)
+    seen: set[str] = set()
+    for folder in loader.searchpath:
+        static = Path(folder) / "static"
+        if not static.is_dir():
+            continue
+        for path in sorted(static.rglob("*")):
+            relative = path.relative_to(static).as_posix()
+            if path.is_file() and not path.is_symlink() and relative not in seen:
+                seen.add(relative)
+                tree.add(f"static/{relative}", path.read_bytes())
+    if "pygments.css" not in seen:
+        tree.add("static/pygments.css", markup.pygments_css())
+
+
+__all__ = ["Page", "PageRenderer", "render_pages"]

@@ -1,0 +1,252 @@
+"""Reading posts: every bad input gets a located error (RELIABILITY A1-A21)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from builders import make_config, write_post
+
+from publisher.content import parse_moment, read_posts
+from publisher.errors import Problem
+
+
+def read(root: Path, **config: dict) -> tuple[list, list[str], list[str]]:
+    result = read_posts(make_config(root, **config))
+    return list(result.posts), [str(p) for p in result.problems], [str(w) for w in result.warnings]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    (tmp_path / "posts").mkdir()
+    return tmp_path
+
+
+def write_raw(site: Path, name: str, text: str | bytes) -> None:
+    path = site / "posts" / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def test_good_post_is_read_with_typed_fields(site: Path):
+    write_post(site, "2025-06-20-hello.md", title="안녕하세요", category="세계", tags="[AI, 반도체]", color="blue")
+    posts, problems, _ = read(site)
+    assert problems == []
+    (post,) = posts
+    assert post.slug == "hello"
+    assert post.date == datetime(2025, 6, 20, 0, 0, tzinfo=UTC)
+    assert post.tags == ("AI", "반도체")
+    assert post.extra == {"color": "blue"}  # unknown keys kept for templates
+
+
+def test_a1_bom_before_front_matter_is_read(site: Path):
+    write_raw(site, "bom.md", "\ufeff---\ntitle: x\ndate: 2025-01-01\n---\nbody\n")
+    posts, problems, _ = read(site)
+    assert problems == [] and posts[0].title == "x"
+
+
+def test_a2_unclosed_front_matter(site: Path):
+    write_raw(site, "open.md", "---\ntitle: x\ndate: 2025-01-01\nbody\n")
+    assert read(site)[1] == ["posts/open.md:1: front matter opened but never closed: add a '---' line after it"]
+
+
+def test_a3_yaml_syntax_error_points_at_the_line(site: Path):
+    write_raw(site, "bad.md", '---\ntitle: x\ndate: 2025-01-01\nsummary: "open\n---\nbody\n')
+    (problem,) = read(site)[1]
+    assert problem.startswith("posts/bad.md:4:10: invalid YAML: while scanning a quoted scalar")
+
+
+@pytest.mark.parametrize("word", ["no", "NO", "off", "on", "yes", "y", "n", "~", "null"])
+def test_a4_yaml11_booleans_stay_text_or_fail_clearly(site: Path, word: str):
+    write_raw(site, "p.md", f"---\ntitle: {word}\ndate: 2025-01-01\nlang: {word}\ndraft: {word}\n---\nbody\n")
+    posts, problems, _ = read(site)
+    assert problems == [f'posts/p.md:5: \'draft\' must be true or false, got "{word}"']
+
+
+def test_a4_plain_text_is_kept_exactly(site: Path):
+    write_raw(site, "p.md", "---\ntitle: no\ndate: 2025-01-01\nlang: no\nversion: 1.10\ncode: 012345\nat: 12:30\n---\nb\n")
+    (post,) = read(site)[0]
+    assert post.title == "no"
+    assert post.extra == {"lang": "no", "version": "1.10", "code": "012345", "at": "12:30"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-06-20", datetime(2025, 6, 19, 15, 0, tzinfo=UTC)),
+        ("2025-06-20 09:00", datetime(2025, 6, 20, 0, 0, tzinfo=UTC)),
+        ("2025-06-20T09:00:30", datetime(2025, 6, 20, 0, 0, 30, tzinfo=UTC)),
+        ("2025-06-20 09:00+02:00", datetime(2025, 6, 20, 7, 0, tzinfo=UTC)),
+        ("2025-06-20T09:00:00Z", datetime(2025, 6, 20, 9, 0, tzinfo=UTC)),
+    ],
+)
+def test_a6_date_forms(value: str, expected: datetime):
+    from zoneinfo import ZoneInfo
+
+    moment, warning = parse_moment(value, ZoneInfo("Asia/Seoul"))
+    assert moment == expected and moment.tzinfo is not None and warning is None
+
+
+def test_a6_a7_bad_and_impossible_dates(site: Path):
+    write_raw(site, "a.md", "---\ntitle: a\ndate: yesterday\n---\nb\n")
+    write_raw(site, "b.md", "---\ntitle: b\ndate: 2025-02-29\n---\nb\n")
+    problems = read(site)[1]
+    assert problems == [
+        "posts/a.md:3: 'date' must be a date such as 2025-06-20 or 2025-06-20 09:00 (optionally +09:00), got \"yesterday\"",
+        "posts/b.md:3: 'date' is not a real date or time: \"2025-02-29\"",
+    ]
+
+
+def test_a8_dst_gap_is_rejected_and_fold_warns(site: Path):
+    berlin = {"site": {"timezone": "Europe/Berlin"}}
+    write_raw(site, "gap.md", "---\ntitle: a\ndate: 2025-03-30 02:30\n---\nb\n")
+    write_raw(site, "fold.md", "---\ntitle: b\ndate: 2025-10-26 02:30\n---\nb\n")
+    posts, problems, warnings = read(site, **berlin)
+    assert problems == [
+        "posts/gap.md:3: 'date' 2025-03-30 02:30 does not exist in Europe/Berlin (clocks jump forward); "
+        "pick another time or give an offset such as +01:00"
+    ]
+    assert warnings == [
+        "posts/fold.md:3: 'date' 2025-10-26 02:30 happens twice in Europe/Berlin (clocks go back); "
+        "using the first, add an offset to choose"
+    ]
+    assert posts[0].date.utcoffset().total_seconds() == 7200  # fold=0: summer time
+
+
+def test_a9_duplicate_keys(site: Path):
+    write_raw(site, "d.md", "---\ntitle: a\ndate: 2025-01-01\ntitle: b\n---\nb\n")
+    assert read(site)[1] == ["posts/d.md:4:1: invalid YAML: duplicate key 'title' (first on line 2)"]
+
+
+def test_a10_list_front_matter(site: Path):
+    write_raw(site, "l.md", "---\n- title: a\n---\nb\n")
+    assert read(site)[1] == ["posts/l.md:2: front matter must be a mapping of 'key: value' lines, got a list"]
+
+
+def test_a11_unsafe_tags_refused(site: Path):
+    write_raw(site, "u.md", "---\ntitle: !!python/object/apply:os.system [echo hi]\ndate: 2025-01-01\n---\nb\n")
+    (problem,) = read(site)[1]
+    assert "posts/u.md:2:8: invalid YAML: could not determine a constructor" in problem
+
+
+def test_a12_aliases_refused(site: Path):
+    write_raw(site, "bomb.md", '---\ntitle: a\ndate: 2025-01-01\na: &a ["x","x"]\nb: [*a,*a]\n---\nb\n')
+    assert read(site)[1] == ["posts/bomb.md:5:5: invalid YAML: aliases (*name) are not allowed in front matter"]
+
+
+def test_a13_every_problem_in_a_file_is_listed(site: Path):
+    write_raw(site, "m.md", "---\ntitle:\ntags: a, b\ncategory: [x, y]\ndraft: yes\n---\nb\n")
+    assert read(site)[1] == [
+        "posts/m.md:1: 'date' is required (e.g. date: 2025-06-20 09:00)",
+        "posts/m.md:2: 'title' is required",
+        "posts/m.md:3: 'tags' must be a list such as [경제, 반도체], got \"a, b\"",
+        "posts/m.md:4: 'category' must be text, got a list",
+        "posts/m.md:5: 'draft' must be true or false, got \"yes\"",
+    ]
+
+
+def test_a14_same_slug_case_and_unicode_normalisation(site: Path):
+    import unicodedata
+
+    write_post(site, "a.md", slug="hello")
+    write_post(site, "Hello.md")
+    nfd = unicodedata.normalize("NFD", "한글")
+    write_post(site, "c.md", slug=nfd)
+    write_post(site, "d.md", slug="Upper")
+    assert read(site)[1] == [
+        "posts/a.md: slug 'hello' is also the slug of posts/Hello.md; both would be written "
+        "to the same page (set 'slug:' on one)",
+        f"posts/c.md:4: 'slug' must be letters, digits and inner hyphens (one path segment, lower case), got \"{nfd}\"",
+        "posts/d.md:4: 'slug' must be letters, digits and inner hyphens (one path segment, lower case), got \"Upper\"",
+    ]
+
+
+def test_a21_slug_cannot_escape_and_symlinks_refused(site: Path, tmp_path: Path):
+    write_post(site, "x.md", slug="../../etc")
+    outside = tmp_path / "outside.md"
+    outside.write_text("---\ntitle: a\ndate: 2025-01-01\n---\nb\n", encoding="utf-8")
+    (site / "posts" / "link.md").symlink_to(outside)
+    problems = read(site)[1]
+    assert problems[0] == "posts/link.md: is a symbolic link; posts must be regular files inside the posts folder (A21)"
+    assert problems[1].startswith("posts/x.md:4: 'slug' must be letters")
+
+
+def test_a15_non_utf8_file(site: Path):
+    write_raw(site, "k.md", "---\ntitle: x\ndate: 2025-01-01\n---\n".encode() + "제목".encode("cp949"))
+    assert read(site)[1] == [
+        "posts/k.md:5: not valid UTF-8 at byte 34 (line 5); save the file as UTF-8 (it may be CP949/EUC-KR)"
+    ]
+
+
+def test_a16_crlf_and_trailing_spaces(site: Path):
+    write_raw(site, "w.md", "---  \r\ntitle: 윈도우\r\ndate: 2025-01-01\r\n---\t\r\n본문\r\n")
+    posts, problems, _ = read(site)
+    assert problems == [] and posts[0].title == "윈도우" and "본문" in posts[0].body_html
+
+
+def test_a17_empty_and_bodyless_posts(site: Path):
+    write_raw(site, "e.md", "")
+    write_raw(site, "f.md", "---\ntitle: x\ndate: 2025-01-01\n---\n   \n")
+    assert read(site)[1] == [
+        "posts/e.md: is empty; a post needs front matter with 'title' and 'date', and a body",
+        "posts/f.md: has no body text after the front matter; write the article or mark it draft",
+    ]
+
+
+def test_a18_raw_html_is_sanitized(site: Path):
+    body = '<script>alert(1)</script><img src=x onerror=alert(1)> [x](javascript:alert(1)) <b>ok</b>'
+    write_post(site, "h.md", body=body)
+    (post,) = read(site)[0]
+    assert "<script" not in post.body_html and "onerror" not in post.body_html
+    assert 'href="javascript' not in post.body_html
+    assert "<b>ok</b>" in post.body_html
+
+
+def test_a19_size_cap(site: Path):
+    write_post(site, "big.md", body="가" * 3000)
+    assert read(site, build={"max_post_bytes": 2048})[1] == [
+        "posts/big.md: is 9,046 bytes; the limit is [build].max_post_bytes = 2,048"
+    ]
+
+
+def test_b4_template_syntax_in_posts_is_literal(site: Path):
+    write_post(site, "t.md", title="'{{ 7*7 }}'", body="{{ 7*7 }} {% if true %}x{% endif %}")
+    (post,) = read(site)[0]
+    assert post.title == "{{ 7*7 }}" and "{{ 7*7 }}" in post.body_html
+
+
+def test_d1b_encoded_word_in_title_rejected(site: Path):
+    write_post(site, "s.md", title="'=?utf-8?q?hello=0D=0ABcc:_evil@x.test?='")
+    assert read(site)[1] == [
+        "posts/s.md:2: 'title' must not contain '=?' (it would be read as an encoded mail header)"
+    ]
+
+
+def test_korean_summary_is_cut_at_a_sentence_not_mid_word(site: Path):
+    sentence = "한국은 HBM 시장에서 강점을 가지고 있습니다. "
+    write_post(site, "k.md", body=sentence * 20)
+    (post,) = read(site, site={"summary_length": 60})[0]
+    assert post.summary == (sentence * 2).strip()
+
+
+def test_reading_time_counts_hangul_by_character(site: Path):
+    write_post(site, "ko.md", body="가" * 1000)
+    write_post(site, "en.md", body="word " * 460)
+    posts = {p.slug: p for p in read(site)[0]}
+    assert posts["ko"].reading_minutes == 2  # 1000 chars at 500/min
+    assert posts["en"].reading_minutes == 2  # 460 words at 230/min
+
+
+def test_slug_keeps_hangul_and_splits_on_ellipsis_and_middle_dot(site: Path):
+    write_post(site, "트럼프…이란·중동 위기.md")
+    assert read(site)[0][0].slug == "트럼프-이란-중동-위기"
+
+
+def test_problem_sorting_is_stable():
+    from publisher.errors import ContentError, Location
+
+    error = ContentError([Problem(Location("b.md", 2), "x"), Problem(Location("a.md", 9), "y")])
+    assert str(error).splitlines()[1:] == ["a.md:9: y", "b.md:2: x"]
