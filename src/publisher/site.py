@@ -108,8 +108,9 @@ def build_site(
     Drafts and future posts are hidden (A20) unless ``include_drafts`` (preview).
     """
     ordered = sorted(posts, key=sort_key)
-    public = tuple(p for p in ordered if include_drafts or p.is_published(now))
-    hidden = tuple(p for p in ordered if p not in public)
+    public_flags = [include_drafts or p.is_published(now) for p in ordered]
+    public = tuple(p for p, shown in zip(ordered, public_flags, strict=True) if shown)
+    hidden = tuple(p for p, shown in zip(ordered, public_flags, strict=True) if not shown)
     scheduled = [p for p in hidden if not p.draft and p.date > now]
     categories = _group(public, lambda p: [p.category] if p.category else [], category_path)
     tags = _group(public, lambda p: list(p.tags), tag_path)
