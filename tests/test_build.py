@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from builders import write_config, write_post
-from conftest import REPO
 from lxml import html as lxml_html
 
+from builders import write_config, write_post
+from conftest import REPO
 from publisher.build import build
 from publisher.config import load_config
 from publisher.errors import ContentError
@@ -22,7 +22,11 @@ NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +43,21 @@ def page(out: Path, path: str) -> lxml_html.HtmlElement:
 def test_sample_site_has_every_kind_of_page(sample: Path):
     files = set(tree_bytes(sample))
     for path in [
-        "index.html", "page/2/index.html", "posts/us-china-tech-gap/index.html",
-        "category/세계/index.html", "tag/ai/index.html", "archive/index.html", "404.html",
-        "sitemap.xml", "robots.txt", "feed.xml", "atom.xml", "category/세계/feed.xml",
-        "category/세계/atom.xml", "static/style.css", "static/pygments.css",
+        "index.html",
+        "page/2/index.html",
+        "posts/us-china-tech-gap/index.html",
+        "category/세계/index.html",
+        "tag/ai/index.html",
+        "archive/index.html",
+        "404.html",
+        "sitemap.xml",
+        "robots.txt",
+        "feed.xml",
+        "atom.xml",
+        "category/세계/feed.xml",
+        "category/세계/atom.xml",
+        "static/style.css",
+        "static/pygments.css",
     ]:
         assert path in files, path
     assert not any("semiconductor-supply-chain-map" in f for f in files)  # draft
@@ -54,8 +69,15 @@ def test_seed_article_is_published_well(sample: Path):
     assert doc.findtext(".//h1") == "미중 기술 격차, 정말 좁혀졌나? DeepSeek 충격이 보여준 현실"
     assert doc.get("lang") == "ko"
     body = doc.find_class("post-body")[0]
-    assert [h.text_content() for h in body.findall(".//h2")][:2] == ["왜 이런 일이 일어났을까?", "실제 기술 격차는 어느 정도일까?"]
-    assert [th.text_content() for th in body.findall(".//thead/tr/th")] == ["분야", "현재 상황", "대응 방향"]
+    assert [h.text_content() for h in body.findall(".//h2")][:2] == [
+        "왜 이런 일이 일어났을까?",
+        "실제 기술 격차는 어느 정도일까?",
+    ]
+    assert [th.text_content() for th in body.findall(".//thead/tr/th")] == [
+        "분야",
+        "현재 상황",
+        "대응 방향",
+    ]
     assert len(body.findall(".//tbody/tr")) == 3
     assert len(body.findall(".//ul/li")) == 4
     # The pasted related block is not body text; the generated list replaces it.
@@ -63,19 +85,35 @@ def test_seed_article_is_published_well(sample: Path):
     related = doc.find_class("related")[0]
     assert related.findtext(".//h2/a") == "'세계' 카테고리의 다른 글"
     items = related.findall(".//li")
-    assert [li.get("class") for li in items][0] == "current"
-    assert [li.findtext("time") for li in items] == ["2025.06.20", "2025.06.10", "2025.06.05", "2025.05.28"]
-    assert all(a.get("href").startswith("https://blog.example.com/posts/") for a in related.findall(".//li/a"))
+    assert items[0].get("class") == "current"
+    assert [li.findtext("time") for li in items] == [
+        "2025.06.20",
+        "2025.06.10",
+        "2025.06.05",
+        "2025.05.28",
+    ]
+    assert all(
+        a.get("href").startswith("https://blog.example.com/posts/")
+        for a in related.findall(".//li/a")
+    )
 
 
 def test_post_page_metadata(sample: Path):
     doc = page(sample, "posts/us-china-tech-gap/index.html")
     head = doc.find("head")
-    assert head.find("link[@rel='canonical']").get("href") == "https://blog.example.com/posts/us-china-tech-gap/"
+    assert (
+        head.find("link[@rel='canonical']").get("href")
+        == "https://blog.example.com/posts/us-china-tech-gap/"
+    )
     assert head.find("meta[@property='og:type']").get("content") == "article"
-    feeds = [(link.get("type"), link.get("href")) for link in head.findall("link[@rel='alternate']")]
+    feeds = [
+        (link.get("type"), link.get("href")) for link in head.findall("link[@rel='alternate']")
+    ]
     assert ("application/rss+xml", "https://blog.example.com/feed.xml") in feeds
-    assert ("application/atom+xml", "https://blog.example.com/category/%EC%84%B8%EA%B3%84/atom.xml") in feeds
+    assert (
+        "application/atom+xml",
+        "https://blog.example.com/category/%EC%84%B8%EA%B3%84/atom.xml",
+    ) in feeds
     import json
 
     data = json.loads(head.find("script[@type='application/ld+json']").text)
@@ -143,7 +181,9 @@ def test_site_template_overrides_the_default_theme(tmp_path: Path):
     write_config(tmp_path)
     write_post(tmp_path, "a.md")
     (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "404.html").write_text("custom {{ site.config.site.title }}", encoding="utf-8")
+    (tmp_path / "templates" / "404.html").write_text(
+        "custom {{ site.config.site.title }}", encoding="utf-8"
+    )
     build(load_config(tmp_path), NOW)
     assert (tmp_path / "public" / "404.html").read_text(encoding="utf-8") == "custom 테스트 블로그"
 
@@ -155,7 +195,9 @@ def test_empty_site_builds(tmp_path: Path):
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "publisher", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "publisher", *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def test_cli_build_prints_summary_and_exit_codes(tmp_path: Path):
@@ -173,7 +215,16 @@ def test_cli_build_prints_summary_and_exit_codes(tmp_path: Path):
 
 def test_cli_new_creates_a_valid_post(tmp_path: Path):
     write_config(tmp_path)
-    made = run_cli("--site", str(tmp_path), "new", "미중: 기술 격차", "--category", "세계", "--tags", "AI,반도체")
+    made = run_cli(
+        "--site",
+        str(tmp_path),
+        "new",
+        "미중: 기술 격차",
+        "--category",
+        "세계",
+        "--tags",
+        "AI,반도체",
+    )
     assert made.returncode == 0, made.stderr
     path = tmp_path / "posts" / "미중-기술-격차.md"
     assert made.stdout.strip() == "Created posts/미중-기술-격차.md"
@@ -182,7 +233,11 @@ def test_cli_new_creates_a_valid_post(tmp_path: Path):
     from publisher.content import read_posts
 
     (post,) = read_posts(load_config(tmp_path)).posts
-    assert post.title == "미중: 기술 격차" and post.category == "세계" and post.tags == ("AI", "반도체")
+    assert (
+        post.title == "미중: 기술 격차"
+        and post.category == "세계"
+        and post.tags == ("AI", "반도체")
+    )
     assert path.exists()
 
 

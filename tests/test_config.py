@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 import pytest
+
 from builders import make_config, merged, write_config
 from conftest import REPO
-
 from publisher.config import SETTINGS, load_config, reference_markdown
 from publisher.errors import ConfigError
 
@@ -49,8 +49,11 @@ def test_required_keys_are_named():
 
 
 def test_base_url_gets_one_trailing_slash_and_must_be_absolute():
-    assert make_config(site={"base_url": "https://x.example/blog"}).site.base_url == "https://x.example/blog/"
-    with pytest.raises(ConfigError, match="absolute http"):
+    assert (
+        make_config(site={"base_url": "https://x.example/blog"}).site.base_url
+        == "https://x.example/blog/"
+    )
+    with pytest.raises(ConfigError, match=r"absolute http"):
         make_config(site={"base_url": "/blog/"})
 
 
@@ -62,7 +65,7 @@ def test_bad_timezone_and_header_unsafe_strings():
 
 
 def test_missing_and_invalid_toml_files_are_located(tmp_path: Path):
-    with pytest.raises(ConfigError, match="config.toml: file not found"):
+    with pytest.raises(ConfigError, match=r"config\.toml: file not found"):
         load_config(tmp_path)
     (tmp_path / "config.toml").write_text("[site\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="invalid TOML"):
@@ -80,7 +83,9 @@ def test_database_url_env_override_and_relative_sqlite(tmp_path: Path):
 def test_readme_documents_every_setting_exactly():
     """Meta-test (as Datasette does): the README's table is the generated one."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert reference_markdown() in readme, "run `publisher config --reference` and paste it into README.md"
+    assert reference_markdown() in readme, (
+        "run `publisher config --reference` and paste it into README.md"
+    )
     for setting in SETTINGS:
         assert f"`{setting.name}`" in readme
 

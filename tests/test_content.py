@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from builders import make_config, write_post
 
+from builders import make_config, write_post
 from publisher.content import parse_moment, read_posts
 from publisher.errors import Problem
 
@@ -32,7 +32,14 @@ def write_raw(site: Path, name: str, text: str | bytes) -> None:
 
 
 def test_good_post_is_read_with_typed_fields(site: Path):
-    write_post(site, "2025-06-20-hello.md", title="안녕하세요", category="세계", tags="[AI, 반도체]", color="blue")
+    write_post(
+        site,
+        "2025-06-20-hello.md",
+        title="안녕하세요",
+        category="세계",
+        tags="[AI, 반도체]",
+        color="blue",
+    )
     posts, problems, _ = read(site)
     assert problems == []
     (post,) = posts
@@ -50,7 +57,9 @@ def test_a1_bom_before_front_matter_is_read(site: Path):
 
 def test_a2_unclosed_front_matter(site: Path):
     write_raw(site, "open.md", "---\ntitle: x\ndate: 2025-01-01\nbody\n")
-    assert read(site)[1] == ["posts/open.md:1: front matter opened but never closed: add a '---' line after it"]
+    assert read(site)[1] == [
+        "posts/open.md:1: front matter opened but never closed: add a '---' line after it"
+    ]
 
 
 def test_a3_yaml_syntax_error_points_at_the_line(site: Path):
@@ -61,13 +70,21 @@ def test_a3_yaml_syntax_error_points_at_the_line(site: Path):
 
 @pytest.mark.parametrize("word", ["no", "NO", "off", "on", "yes", "y", "n", "~", "null"])
 def test_a4_yaml11_booleans_stay_text_or_fail_clearly(site: Path, word: str):
-    write_raw(site, "p.md", f"---\ntitle: {word}\ndate: 2025-01-01\nlang: {word}\ndraft: {word}\n---\nbody\n")
-    posts, problems, _ = read(site)
-    assert problems == [f'posts/p.md:5: \'draft\' must be true or false, got "{word}"']
+    write_raw(
+        site,
+        "p.md",
+        f"---\ntitle: {word}\ndate: 2025-01-01\nlang: {word}\ndraft: {word}\n---\nbody\n",
+    )
+    problems = read(site)[1]
+    assert problems == [f"posts/p.md:5: 'draft' must be true or false, got \"{word}\""]
 
 
 def test_a4_plain_text_is_kept_exactly(site: Path):
-    write_raw(site, "p.md", "---\ntitle: no\ndate: 2025-01-01\nlang: no\nversion: 1.10\ncode: 012345\nat: 12:30\n---\nb\n")
+    write_raw(
+        site,
+        "p.md",
+        "---\ntitle: no\ndate: 2025-01-01\nlang: no\nversion: 1.10\ncode: 012345\nat: 12:30\n---\nb\n",
+    )
     (post,) = read(site)[0]
     assert post.title == "no"
     assert post.extra == {"lang": "no", "version": "1.10", "code": "012345", "at": "12:30"}
@@ -118,23 +135,35 @@ def test_a8_dst_gap_is_rejected_and_fold_warns(site: Path):
 
 def test_a9_duplicate_keys(site: Path):
     write_raw(site, "d.md", "---\ntitle: a\ndate: 2025-01-01\ntitle: b\n---\nb\n")
-    assert read(site)[1] == ["posts/d.md:4:1: invalid YAML: duplicate key 'title' (first on line 2)"]
+    assert read(site)[1] == [
+        "posts/d.md:4:1: invalid YAML: duplicate key 'title' (first on line 2)"
+    ]
 
 
 def test_a10_list_front_matter(site: Path):
     write_raw(site, "l.md", "---\n- title: a\n---\nb\n")
-    assert read(site)[1] == ["posts/l.md:2: front matter must be a mapping of 'key: value' lines, got a list"]
+    assert read(site)[1] == [
+        "posts/l.md:2: front matter must be a mapping of 'key: value' lines, got a list"
+    ]
 
 
 def test_a11_unsafe_tags_refused(site: Path):
-    write_raw(site, "u.md", "---\ntitle: !!python/object/apply:os.system [echo hi]\ndate: 2025-01-01\n---\nb\n")
+    write_raw(
+        site,
+        "u.md",
+        "---\ntitle: !!python/object/apply:os.system [echo hi]\ndate: 2025-01-01\n---\nb\n",
+    )
     (problem,) = read(site)[1]
     assert "posts/u.md:2:8: invalid YAML: could not determine a constructor" in problem
 
 
 def test_a12_aliases_refused(site: Path):
-    write_raw(site, "bomb.md", '---\ntitle: a\ndate: 2025-01-01\na: &a ["x","x"]\nb: [*a,*a]\n---\nb\n')
-    assert read(site)[1] == ["posts/bomb.md:5:5: invalid YAML: aliases (*name) are not allowed in front matter"]
+    write_raw(
+        site, "bomb.md", '---\ntitle: a\ndate: 2025-01-01\na: &a ["x","x"]\nb: [*a,*a]\n---\nb\n'
+    )
+    assert read(site)[1] == [
+        "posts/bomb.md:5:5: invalid YAML: aliases (*name) are not allowed in front matter"
+    ]
 
 
 def test_a13_every_problem_in_a_file_is_listed(site: Path):
@@ -170,12 +199,15 @@ def test_a21_slug_cannot_escape_and_symlinks_refused(site: Path, tmp_path: Path)
     outside.write_text("---\ntitle: a\ndate: 2025-01-01\n---\nb\n", encoding="utf-8")
     (site / "posts" / "link.md").symlink_to(outside)
     problems = read(site)[1]
-    assert problems[0] == "posts/link.md: is a symbolic link; posts must be regular files inside the posts folder (A21)"
+    assert (
+        problems[0]
+        == "posts/link.md: is a symbolic link; posts must be regular files inside the posts folder (A21)"
+    )
     assert problems[1].startswith("posts/x.md:4: 'slug' must be letters")
 
 
 def test_a15_non_utf8_file(site: Path):
-    write_raw(site, "k.md", "---\ntitle: x\ndate: 2025-01-01\n---\n".encode() + "제목".encode("cp949"))
+    write_raw(site, "k.md", b"---\ntitle: x\ndate: 2025-01-01\n---\n" + "제목".encode("cp949"))
     assert read(site)[1] == [
         "posts/k.md:5: not valid UTF-8 at byte 34 (line 5); save the file as UTF-8 (it may be CP949/EUC-KR)"
     ]
@@ -197,7 +229,9 @@ def test_a17_empty_and_bodyless_posts(site: Path):
 
 
 def test_a18_raw_html_is_sanitized(site: Path):
-    body = '<script>alert(1)</script><img src=x onerror=alert(1)> [x](javascript:alert(1)) <b>ok</b>'
+    body = (
+        "<script>alert(1)</script><img src=x onerror=alert(1)> [x](javascript:alert(1)) <b>ok</b>"
+    )
     write_post(site, "h.md", body=body)
     (post,) = read(site)[0]
     assert "<script" not in post.body_html and "onerror" not in post.body_html

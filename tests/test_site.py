@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from builders import make_config, make_post
-
 from publisher.site import build_site, nearest_window, paginate
 
 NOW = datetime(2025, 7, 1, tzinfo=UTC)
@@ -75,7 +74,11 @@ def test_related_count_zero_turns_lists_off_and_heading_is_configurable():
 def test_pagination_paths():
     posts = [world(n) for n in range(7)]
     pages = paginate(posts, 3, "category/세계/")
-    assert [p.path for p in pages] == ["category/세계/", "category/세계/page/2/", "category/세계/page/3/"]
+    assert [p.path for p in pages] == [
+        "category/세계/",
+        "category/세계/page/2/",
+        "category/세계/page/3/",
+    ]
     assert pages[0].previous_path is None and pages[0].next_path == "category/세계/page/2/"
     assert [len(p.posts) for p in pages] == [3, 3, 1]
     assert len(paginate([], 3, "")) == 1  # an empty site still has a home page
@@ -89,7 +92,10 @@ def test_urls_are_absolute_and_percent_encoded():
 
 def test_related_lists_scale_linearly():
     """10,000 posts in one category: one pass per category, not a scan per post."""
-    posts = [make_post(slug=f"p{n}", date=day(0) + timedelta(minutes=n), category="세계") for n in range(10_000)]
+    posts = [
+        make_post(slug=f"p{n}", date=day(0) + timedelta(minutes=n), category="세계")
+        for n in range(10_000)
+    ]
     site = build_site(make_config(), posts, datetime(2030, 1, 1, tzinfo=UTC))
     assert len(site.related) == 10_000
     assert all(len(r.items) == 6 for r in site.related.values())

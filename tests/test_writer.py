@@ -15,7 +15,11 @@ from publisher.writer import OutputConflictError, OutputTree, commit
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_commit_replaces_the_whole_tree(tmp_path: Path):
@@ -35,8 +39,12 @@ def test_commit_replaces_the_whole_tree(tmp_path: Path):
 def test_two_outputs_at_one_path_are_refused_case_and_nfc_insensitive():
     tree = OutputTree()
     tree.add("posts/한글/index.html", "a", owner="posts/a.md")
-    with pytest.raises(OutputConflictError, match="posts/a.md and posts/b.md"):
-        tree.add("posts/한글/index.html".replace("한글", "\u1112\u1161\u11ab\u1100\u1173\u11af"), "b", owner="posts/b.md")
+    with pytest.raises(OutputConflictError, match=r"posts/a\.md and posts/b\.md"):
+        tree.add(
+            "posts/한글/index.html".replace("한글", "\u1112\u1161\u11ab\u1100\u1173\u11af"),
+            "b",
+            owner="posts/b.md",
+        )
 
 
 @pytest.mark.parametrize("path", ["../x.html", "/etc/passwd", "a/../../x", "a\\..\\x"])
@@ -70,7 +78,7 @@ def test_g10_file_size_limit_mid_build_leaves_old_output_identical(tmp_path: Pat
 
     proc = subprocess.run(
         [sys.executable, "-c", _child_build(out, 3, 10_000)],
-        preexec_fn=limit,  # noqa: PLW1509 - only sets a resource limit
+        preexec_fn=limit,
         capture_output=True,
         text=True,
     )
@@ -87,7 +95,8 @@ def test_g11_killed_build_leaves_old_output_identical(tmp_path: Path):
     commit(old, out)
     before = snapshot(out)
     script = _child_build(out, 5000, 1000).replace(
-        "commit(tree", "import os, signal\nimport publisher.writer as w\n"
+        "commit(tree",
+        "import os, signal\nimport publisher.writer as w\n"
         "orig = w._write_all\n"
         "def killing(tree, root):\n"
         "    (root / 'partial.html').write_text('half')\n"

@@ -39,9 +39,9 @@ def cli(ctx: click.Context, site_dir: Path) -> None:
 
 def _register_commands() -> None:
     # Each command lives in the module of its stage; registered here in one place.
-    from publisher.cli_build import build_command, new_command, serve_command
+    from publisher.cli_build import build_command, config_command, new_command, serve_command
 
-    for command in (build_command, new_command, serve_command):
+    for command in (build_command, new_command, serve_command, config_command):
         cli.add_command(command)
 
 

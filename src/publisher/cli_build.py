@@ -125,6 +125,11 @@ LIVE_RELOAD = (
 )
 
 
+def _open_later(url: str) -> None:
+    time.sleep(0.8)  # let the server bind first
+    webbrowser.open(url)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -157,11 +162,36 @@ def serve_command(
     watcher.start()
     click.echo(f"Serving {base_url} (Ctrl-C to stop); watching posts, templates and config.toml.")
     if open_browser:
-        threading.Thread(
-            target=lambda: (time.sleep(0.8), webbrowser.open(base_url)), daemon=True
-        ).start()
+        threading.Thread(target=_open_later, args=(base_url,), daemon=True).start()
     try:
         server.serve(host, port)
     finally:
         server.stop()
     sys.exit(0)
+
+
+@click.command("config")
+@click.option(
+    "--reference", is_flag=True, help="Print the configuration reference (Markdown) instead."
+)
+@click.pass_context
+def config_command(ctx: click.Context, reference: bool) -> None:
+    """Check config.toml and show the settings in force.
+
+    \b
+    Example:
+        publisher config
+        publisher config --reference > reference.md
+    """
+    from publisher.config import SETTINGS, reference_markdown
+
+    if reference:
+        click.echo(reference_markdown(), nl=False)
+        return
+    config = load_config(_root(ctx))
+    for setting in SETTINGS:
+        section = getattr(config, setting.section)
+        value = getattr(section, setting.key)
+        click.echo(f"{setting.name} = {value!s}")
+    click.echo(f"database = {config.database_url}")
+    click.echo("config.toml is valid.")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from starlette.routing import BaseRoute
+
 from publisher.build import build
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
@@ -77,14 +79,14 @@ class PreviewServer:
         async def build_number(_request: object) -> PlainTextResponse:
             return PlainTextResponse(str(self.build_id), headers={"Cache-Control": "no-store"})
 
-        routes = [Route("/__build", build_number)]
+        routes: list[BaseRoute] = [Route("/__build", build_number)]
         routes.extend(self.extra_routes())
         routes.append(
             Mount("/", app=StaticFiles(directory=self.output, html=True, check_dir=False))
         )
         return Starlette(routes=routes)
 
-    def extra_routes(self) -> list[object]:
+    def extra_routes(self) -> list[BaseRoute]:
         """Routes mounted beside the preview (the subscription service, when available)."""
         return []
 

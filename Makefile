@@ -1,0 +1,36 @@
+# One task runner for people and CI. `make run` and `make check` are the README's two commands.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run check lint types test bench golden clean
+
+$(BIN)/publisher: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/publisher
+
+## run: set up, then build the sample site and send due newsletters to the outbox (SQLite)
+run: $(BIN)/publisher
+	$(BIN)/publisher run --once
+
+## check: lint, format check, types and the whole test suite (what CI runs)
+check: lint types test
+
+lint: $(BIN)/publisher
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+types: $(BIN)/publisher
+	$(BIN)/mypy
+
+test: $(BIN)/publisher
+	$(BIN)/pytest
+
+## bench: speed benchmarks, printed as ratios against a baseline from the same run
+bench: $(BIN)/publisher
+	$(BIN)/python bench/bench_build.py
+
+clean:
+	rm -rf public outbox publisher.db publisher.db-* .pytest_cache .mypy_cache .ruff_cache
