@@ -34,3 +34,8 @@ bench: $(BIN)/publisher
 
 clean:
 	rm -rf public outbox publisher.db publisher.db-* .pytest_cache .mypy_cache .ruff_cache
+
+## golden: refresh tests/golden/ after an intended output change (review the diff!)
+golden: $(BIN)/publisher
+	PUBLISHER_UPDATE_GOLDEN=1 $(BIN)/pytest -q tests/test_golden.py
+	git status --short tests/golden
