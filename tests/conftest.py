@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from sending import close_stores
 from smtp_sink import SmtpSink, TlsFiles, make_certificate, running_sink
 
 REPO = Path(__file__).resolve().parent.parent
@@ -24,6 +25,13 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN = os.environ.get(
     "PUBLISHER_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 )
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    """Dispose of every store tests opened with sending.open_store (no leaked connections)."""
+    yield
+    close_stores()
 
 
 @pytest.fixture

@@ -1,0 +1,583 @@
+"""The sending loop: per-recipient delivery rows in, mail out, nobody mailed twice.
+
+Delivery policy (RELIABILITY §1.3; read this before changing anything here)
+===========================================================================
+
+An issue is rendered once; its HTML, text and digest are stored on the issue row
+and every message, including a resume days later, is built from that stored body
+(B6). At the first send the recipients are frozen into one ``deliveries`` row per
+active subscriber whose categories match (E15); the row is the only record of
+what happened to that person's message. Each row moves through::
+
+    pending -> sending -> sent | failed_temp | failed_perm | in_doubt | skipped
+
+1. **Claim** (``pending``/``failed_temp`` and due -> ``sending``): a worker claims
+   a few rows with a lease of ``[schedule].lease_seconds`` and commits before any
+   SMTP command. Before each message the subscriber is read again; anyone no
+   longer active is ``skipped`` (E16).
+2. **Sent**: committed right after the server's ``250`` to the final ``.``.
+3. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
+   was complete, a message that could not be built): ``failed_temp`` with
+   ``next_attempt_at = now + retry_base_seconds * 2^(attempt-1)`` times a jitter
+   of 0.8-1.2. A lost connection is retried once at once on a fresh connection
+   (F14). After ``max_attempts`` attempts, or once the next try would fall past
+   ``max_retry_hours`` after the first, the row becomes ``failed_perm`` (G13).
+4. **Permanent failure** (5xx at RCPT): ``failed_perm``; the subscriber's bounce
+   count goes up and at ``bounce_limit`` the subscriber is ``bounced`` (F4).
+5. **In doubt**: the connection dropped or timed out after the final ``.``
+   (F9, F10), or a ``sending`` row outlived its lease or its process (G1). The
+   server may have the message. What happens next is ``in_doubt_policy``:
+
+   - ``resend_once`` (default, as Mailman and listmonk PR #3222): the row is
+     sent once more, with the *same* Message-ID so the copies can be matched in
+     the sink and provider logs. A row is resent at most once; if the resend is
+     in doubt too, it stays ``in_doubt`` for the operator.
+   - ``hold`` (as Ghost): the row stays ``in_doubt``; the operator decides.
+
+   Every run reports the in-doubt count. At most one message per connection can
+   be in doubt (one recipient per transaction), so the set stays small.
+
+Stops that fail nobody:
+
+- **Circuit breaker** (F6, D14, F13): ``pause_after_rejections`` consecutive
+  content rejections (5xx at DATA), one ``552`` at DATA (too big for everyone) or
+  an AUTH failure pause the issue with a reason; the rows involved are not
+  failed (an auth failure or a too-big message releases its row untouched).
+  ``publisher send --resume`` continues.
+- **Server down** (F11): the run stops; the row is released untouched.
+- **Hourly limit** (persisted in the database): the run stops; the next run
+  continues where the budget allows. ``rate_per_second`` is a token bucket shared
+  by the ``[smtp].concurrency`` workers.
+- **SIGTERM/SIGINT** (G2): the CLI sets ``stop``; each worker finishes and
+  records its message in flight, gives back the rows it claimed but did not
+  start, and the run ends with no row left ``sending``.
+
+Startup recovery: ``sending`` rows whose lease expired, or whose claiming
+process on this host is gone, become ``in_doubt`` (G1); then the in-doubt policy
+applies. A database error after a ``250`` leaves the row ``sending``; recovery
+later turns it ``in_doubt`` (H3), never ``sent`` without a record, never lost.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from publisher.config import Config
+from publisher.content import Post
+from publisher.errors import PublisherError
+from publisher.message import build_message, make_message_id
+from publisher.newsletter import RenderedIssue
+from publisher.store import (
+    Clock,
+    Delivery,
+    DeliveryCounts,
+    Issue,
+    IssueStatus,
+    NewIssue,
+    Reply,
+    Store,
+    Subscriber,
+    SubscriberStatus,
+)
+from publisher.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
+from publisher.transports import Outcome, SendResult, Stage, Transport, TransportFactory
+
+RESEND_ONCE = "resend_once"
+HOLD = "hold"
+
+
+class StopReason(StrEnum):
+    PAUSED = "paused"
+    SERVER_DOWN = "server_down"
+    RATE_LIMITED = "rate_limited"
+    INTERRUPTED = "interrupted"
+
+
+class Composer(Protocol):
+    """Builds one subscriber's message from the stored issue (publisher.message in production)."""
+
+    def message_id(self, issue: Issue, subscriber: Subscriber) -> str: ...
+
+    def compose(self, issue: Issue, subscriber: Subscriber, message_id: str) -> bytes: ...
+
+
+class MessageComposer:
+    """The production composer: publisher.message with signed per-subscriber links."""
+
+    def __init__(self, config: Config, signer: TokenSigner, clock: Clock) -> None:
+        self.config = config
+        self.signer = signer
+        self.clock = clock
+
+    def message_id(self, issue: Issue, subscriber: Subscriber) -> str:
+        return make_message_id(issue.id, subscriber.id, self.config)
+
+    def compose(self, issue: Issue, subscriber: Subscriber, message_id: str) -> bytes:
+        # Signed over state_version: a later status change retires these links (S2),
+        # but unsubscribe tokens never expire by age (S10).
+        unsubscribe = self.signer.sign(Purpose.UNSUBSCRIBE, subscriber.id, subscriber.state_version)
+        preferences = self.signer.sign(Purpose.PREFERENCES, subscriber.id, subscriber.state_version)
+        return build_message(
+            self.config,
+            rendered_issue(issue),
+            to_address=subscriber.email,
+            unsubscribe_url=unsubscribe_url(self.config, unsubscribe),
+            preferences_url=preferences_url(self.config, preferences),
+            message_id=message_id,
+            date=self.clock(),
+        )
+
+
+def rendered_issue(issue: Issue) -> RenderedIssue:
+    """The stored body of an issue, as rendered once (B6)."""
+    return RenderedIssue(
+        key=issue.key,
+        subject=issue.subject,
+        preheader=issue.preheader,
+        html=issue.html,
+        text=issue.text,
+        digest=issue.digest,
+    )
+
+
+def new_issue(rendered: RenderedIssue, posts: tuple[Post, ...]) -> NewIssue:
+    """What to store for a freshly rendered issue about ``posts``."""
+    return NewIssue(
+        key=rendered.key,
+        post_slugs=tuple(p.slug for p in posts),
+        categories=tuple(sorted({p.category for p in posts if p.category})),
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        digest=rendered.digest,
+    )
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    """The knobs of the delivery policy, read from config once."""
+
+    from_address: str
+    in_doubt_policy: str
+    max_attempts: int
+    retry_base_seconds: float
+    max_retry_hours: float
+    pause_after_rejections: int
+    bounce_limit: int
+    concurrency: int
+    rate_per_second: float
+    rate_per_hour: int
+    lease_seconds: float
+    claim_size: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> SendPolicy:
+        n, smtp = config.newsletter, config.smtp
+        lease = config.schedule.lease_seconds
+        # Claim only what can be sent well within the lease (each SMTP step may take
+        # up to the timeout); leases are renewed too, but small claims keep the
+        # in-doubt set after a crash small.
+        claim = max(1, min(n.batch_size, int(lease / (3 * smtp.timeout_seconds))))
+        return cls(
+            from_address=n.from_address,
+            in_doubt_policy=n.in_doubt_policy,
+            max_attempts=n.max_attempts,
+            retry_base_seconds=n.retry_base_seconds,
+            max_retry_hours=n.max_retry_hours,
+            pause_after_rejections=n.pause_after_rejections,
+            bounce_limit=n.bounce_limit,
+            concurrency=smtp.concurrency,
+            rate_per_second=smtp.rate_per_second,
+            rate_per_hour=smtp.rate_per_hour,
+            lease_seconds=lease,
+            claim_size=claim,
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of this run so far, for a progress line."""
+
+    sent: int
+    failed: int
+    in_doubt: int
+    skipped: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SendReport:
+    issue_id: int
+    sent: int  # this run
+    failed_temp: int
+    failed_perm: int
+    in_doubt: int
+    skipped: int
+    recovered: int  # sending rows found in doubt at startup
+    resent: int  # in-doubt rows queued for their one resend
+    counts: DeliveryCounts  # the whole issue after this run
+    stop: StopReason | None
+    detail: str
+    next_retry_at: datetime | None
+    done: bool
+
+
+class RateLimiter:
+    """A token bucket shared by the workers (F15: slow down globally)."""
+
+    def __init__(self, per_second: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._next = monotonic()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Wait for a slot; False when ``stop`` was set meanwhile."""
+        if self.per_second <= 0:
+            return not stop.is_set()
+        with self._lock:
+            now = self._monotonic()
+            slot = max(self._next, now)
+            self._next = slot + 1.0 / self.per_second
+        delay = slot - now
+        return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+
+def worker_name() -> str:
+    """``host:pid:random``; recovery uses host and pid to spot dead claimers (G1)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def send_issue(
+    store: Store,
+    issue_id: int,
+    transports: TransportFactory,
+    composer: Composer,
+    policy: SendPolicy,
+    *,
+    stop: threading.Event | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    rng: random.Random | None = None,
+    name: str | None = None,
+) -> SendReport:
+    """Send (or resume) one issue until nothing is due, then report. Safe to rerun."""
+    issue = _sendable(store, issue_id)
+    store.snapshot(issue.id)
+    recovered = recover(store)
+    run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name)
+    resent = run.requeue_in_doubt()
+    run.work()
+    if not run.halted():
+        # Messages that went in doubt during this run get their one resend now.
+        again = run.requeue_in_doubt()
+        if again:
+            resent += again
+            run.work()
+    return run.report(recovered, resent)
+
+
+def _sendable(store: Store, issue_id: int) -> Issue:
+    issue = store.get_issue(issue_id)
+    if issue is None:
+        raise PublisherError(f"no issue with id {issue_id}")
+    if issue.status == IssueStatus.PAUSED:
+        raise PublisherError(
+            f"issue {issue.key} is paused: {issue.pause_reason}",
+            hint="Fix the cause, then run `publisher send --post ... --resume`.",
+        )
+    return issue
+
+
+def resume_issue(store: Store, issue_id: int) -> None:
+    """Lift a pause; the next send continues where the issue stopped."""
+    store.set_issue_status(issue_id, IssueStatus.SENDING)
+
+
+def recover(store: Store) -> int:
+    """Startup recovery (G1): expired leases and rows of dead local processes -> in doubt."""
+    recovered = store.recover_expired_leases()
+    host = socket.gethostname()
+    for claimant in store.claimants():
+        claim_host, _, rest = claimant.partition(":")
+        pid_text = rest.partition(":")[0]
+        if claim_host == host and pid_text.isdigit() and not _alive(int(pid_text)):
+            recovered += store.recover_claims(claimant)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Run:
+    """One run over one issue: shared state of the workers, guarded by a lock."""
+
+    def __init__(
+        self,
+        store: Store,
+        issue: Issue,
+        transports: TransportFactory,
+        composer: Composer,
+        policy: SendPolicy,
+        stop: threading.Event | None,
+        progress: Callable[[Progress], None] | None,
+        rng: random.Random | None,
+        name: str | None,
+    ) -> None:
+        self.store = store
+        self.issue = issue
+        self.transports = transports
+        self.composer = composer
+        self.policy = policy
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.rng = rng or random.Random()  # jitter only, not a secret
+        self.name = name or worker_name()
+        self.limiter = RateLimiter(policy.rate_per_second)
+        self.lease = timedelta(seconds=policy.lease_seconds)
+        self.total = store.counts(issue.id).total
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._reason: StopReason | None = None
+        self._detail = ""
+        self._streak = 0
+        self._tally = {k: 0 for k in ("sent", "failed_temp", "failed_perm", "in_doubt", "skipped")}
+        self._errors: list[BaseException] = []
+
+    # control --------------------------------------------------------------------------------
+
+    def halted(self) -> bool:
+        if self.stop.is_set() and self._reason is None:
+            self._set_halt(StopReason.INTERRUPTED, "stopped by a signal; run again to continue")
+        return self._halt.is_set()
+
+    def _set_halt(self, reason: StopReason, detail: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason, self._detail = reason, detail
+        self._halt.set()
+
+    def pause(self, detail: str) -> None:
+        self.store.set_issue_status(self.issue.id, IssueStatus.PAUSED, detail)
+        self._set_halt(StopReason.PAUSED, detail)
+
+    def requeue_in_doubt(self) -> int:
+        if self.policy.in_doubt_policy != RESEND_ONCE:
+            return 0
+        return self.store.requeue_in_doubt(self.issue.id)
+
+    # workers --------------------------------------------------------------------------------
+
+    def work(self) -> None:
+        """Run the workers until nothing is due or the run halts; re-raise worker errors."""
+        threads = [
+            threading.Thread(target=self._worker, args=(i,), name=f"sender-{i}", daemon=True)
+            for i in range(self.policy.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # keep the main thread free for signal handlers (G2)
+        if self._errors:
+            raise self._errors[0]
+
+    def _worker(self, index: int) -> None:
+        worker = f"{self.name}/{index}"
+        transport = self.transports()
+        try:
+            while not self.halted():
+                batch = self.store.claim(self.issue.id, worker, self.policy.claim_size, self.lease)
+                if not batch:
+                    return
+                self._send_batch(transport, worker, batch)
+        except BaseException as exc:  # recorded and re-raised by work()
+            self._errors.append(exc)
+            self._set_halt(StopReason.INTERRUPTED, f"error: {exc}")
+        finally:
+            transport.close()
+
+    def _send_batch(self, transport: Transport, worker: str, batch: list[Delivery]) -> None:
+        rows = list(batch)
+        lease_until = self.store.clock() + self.lease
+        try:
+            while rows:
+                if self.halted() or not self._rate_slot():
+                    return
+                if self.store.clock() + self.lease / 2 > lease_until:
+                    held = self.store.renew_lease(worker, [r.id for r in rows], self.lease)
+                    rows = [r for r in rows if r.id in held]
+                    lease_until = self.store.clock() + self.lease
+                    if not rows:
+                        return
+                self._deliver(transport, worker, rows.pop(0))
+        finally:
+            # Claimed but never started: back to pending, untouched (G2).
+            self.store.release(worker, [r.id for r in rows])
+
+    def _rate_slot(self) -> bool:
+        if not self.limiter.wait(self.stop):
+            return False
+        if self.policy.rate_per_hour <= 0:
+            return True
+        wait = self.store.reserve_send_slot(self.policy.rate_per_hour)
+        if wait:
+            resume = self.store.clock() + wait
+            self._set_halt(
+                StopReason.RATE_LIMITED,
+                f"hourly limit of {self.policy.rate_per_hour} messages reached; "
+                f"run again after {resume:%Y-%m-%d %H:%M} UTC",
+            )
+            return False
+        return True
+
+    # one message ----------------------------------------------------------------------------
+
+    def _deliver(self, transport: Transport, worker: str, row: Delivery) -> None:
+        subscriber = self.store.get_subscriber(row.subscriber_id)
+        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+            status = subscriber.status if subscriber else "removed"
+            self.store.mark_skipped(row.id, worker, f"subscriber is {status} (E16)")
+            self._count("skipped")
+            return
+        message_id = row.message_id or self.composer.message_id(self.issue, subscriber)
+        try:
+            data = self.composer.compose(self.issue, subscriber, message_id)
+        except Exception as exc:  # G13: one poison recipient must not stop the issue
+            reply = Reply(text=f"could not build the message: {exc.__class__.__name__}: {exc}")
+            self._retry_or_give_up(worker, row, reply, message_id)
+            return
+        result = transport.send(self.policy.from_address, subscriber.email, data)
+        if result.outcome == Outcome.TEMPORARY and result.connection_lost:
+            # F14: the connection dropped before the message was complete; a fresh
+            # connection gets one immediate retry.
+            result = transport.send(self.policy.from_address, subscriber.email, data)
+        self._record(worker, row, result, message_id)
+
+    def _record(self, worker: str, row: Delivery, result: SendResult, message_id: str) -> None:
+        reply = Reply(result.code, result.enhanced_code, result.reply)
+        outcome = result.outcome
+        if outcome == Outcome.SENT:
+            self.store.mark_sent(row.id, reply, message_id)
+            self._streak_reset()
+            self._count("sent")
+        elif outcome == Outcome.IN_DOUBT:
+            self.store.mark_in_doubt(row.id, worker, reply, message_id)
+            self._count("in_doubt")
+        elif outcome == Outcome.TEMPORARY:
+            self._retry_or_give_up(worker, row, reply, message_id)
+        elif outcome == Outcome.PERMANENT:
+            self._permanent(worker, row, result, reply, message_id)
+        elif outcome == Outcome.CONTENT_REJECTED:
+            self._retry_or_give_up(worker, row, reply, message_id)
+            self._rejected(reply)
+        else:
+            self._stop_untouched(worker, row, outcome, reply)
+
+    def _permanent(
+        self, worker: str, row: Delivery, result: SendResult, reply: Reply, message_id: str
+    ) -> None:
+        bounce = self.policy.bounce_limit if result.stage == Stage.RCPT else None
+        self.store.mark_failed_perm(row.id, worker, reply, message_id, bounce_limit=bounce)
+        self._count("failed_perm")
+        if result.stage == Stage.MAIL:
+            self._rejected(reply)  # the sender address is refused: the same for everyone
+
+    def _stop_untouched(self, worker: str, row: Delivery, outcome: Outcome, reply: Reply) -> None:
+        """Too big, auth failed, server down: nobody's fault but ours; the row is released."""
+        self.store.release(worker, [row.id])
+        said = _said(reply)
+        if outcome == Outcome.TOO_BIG:
+            self.pause(
+                f"the server refused the message as too big ({said}); shorten the issue (D14)"
+            )
+        elif outcome == Outcome.AUTH_FAILED:
+            self.pause(f"SMTP authentication failed ({said}); check [smtp] username and password")
+        else:
+            self._set_halt(StopReason.SERVER_DOWN, f"mail server unavailable: {said}")
+
+    def _retry_or_give_up(self, worker: str, row: Delivery, reply: Reply, message_id: str) -> None:
+        now = self.store.clock()
+        base = self.policy.retry_base_seconds * 2 ** max(row.attempt - 1, 0)
+        retry_at = now + timedelta(seconds=base * self.rng.uniform(0.8, 1.2))
+        deadline = (row.first_attempt_at or now) + timedelta(hours=self.policy.max_retry_hours)
+        if row.attempt >= self.policy.max_attempts or retry_at > deadline:
+            note = f"gave up after {row.attempt} attempts: {_said(reply)}"
+            self.store.mark_failed_perm(row.id, worker, _with_text(reply, note), message_id)
+            self._count("failed_perm")
+        else:
+            self.store.mark_failed_temp(row.id, worker, reply, message_id, retry_at)
+            self._count("failed_temp")
+
+    def _rejected(self, reply: Reply) -> None:
+        with self._lock:
+            self._streak += 1
+            tripped = self._streak >= self.policy.pause_after_rejections
+        if tripped:
+            self.pause(
+                f"{self.policy.pause_after_rejections} consecutive messages were rejected "
+                f"(last: {_said(reply)}); check the content and the sender (F6)"
+            )
+
+    def _streak_reset(self) -> None:
+        with self._lock:
+            self._streak = 0
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._tally[key] += 1
+            t = dict(self._tally)
+        if self.progress is not None:
+            failed = t["failed_temp"] + t["failed_perm"]
+            self.progress(Progress(t["sent"], failed, t["in_doubt"], t["skipped"], self.total))
+
+    # report -----------------------------------------------------------------------------------
+
+    def report(self, recovered: int, resent: int) -> SendReport:
+        counts = self.store.counts(self.issue.id)
+        done = not self.halted() and counts.unfinished == 0
+        if done:
+            self.store.set_issue_status(self.issue.id, IssueStatus.DONE)
+        return SendReport(
+            issue_id=self.issue.id,
+            sent=self._tally["sent"],
+            failed_temp=self._tally["failed_temp"],
+            failed_perm=self._tally["failed_perm"],
+            in_doubt=self._tally["in_doubt"],
+            skipped=self._tally["skipped"],
+            recovered=recovered,
+            resent=resent,
+            counts=counts,
+            stop=self._reason,
+            detail=self._detail,
+            next_retry_at=None if done else self.store.next_retry_at(self.issue.id),
+            done=done,
+        )
+
+
+def _said(reply: Reply) -> str:
+    parts = [str(reply.code) if reply.code else "", reply.text]
+    return " ".join(p for p in parts if p) or "no reply"
+
+
+def _with_text(reply: Reply, text: str) -> Reply:
+    return Reply(reply.code, reply.enhanced_code, text)

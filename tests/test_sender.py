@@ -1,0 +1,426 @@
+"""The sending loop against a real SMTP sink, on SQLite and PostgreSQL (§1.3, F, G)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+
+from publisher.errors import PublisherError
+from publisher.sender import (
+    Progress,
+    RateLimiter,
+    SendPolicy,
+    StopReason,
+    resume_issue,
+    send_issue,
+)
+from publisher.store import (
+    Delivery,
+    DeliveryStatus,
+    IssueStatus,
+    Store,
+    SubscriberStatus,
+)
+from publisher.transports import SmtpSettings, SmtpTransport
+from sending import (
+    OPERATOR,
+    FakeClock,
+    PlainComposer,
+    add_subscribers,
+    make_issue,
+    open_store,
+    policy,
+    smtp_to,
+)
+from smtp_sink import DROP, SmtpSink, TlsFiles, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def rows(store: Store, issue_id: int) -> dict[str, Delivery]:
+    """Deliveries by subscriber address."""
+    emails = {s.id: s.email for s in store.iter_subscribers()}
+    return {emails[d.subscriber_id]: d for d in store.iter_deliveries(issue_id)}
+
+
+def statuses(store: Store, issue_id: int) -> dict[str, DeliveryStatus]:
+    return {email: d.status for email, d in rows(store, issue_id).items()}
+
+
+def send(store: Store, issue_id: int, sink: SmtpSink, p: SendPolicy | None = None, **kw):
+    return send_issue(
+        store,
+        issue_id,
+        kw.pop("transports", smtp_to(sink)),
+        kw.pop("composer", PlainComposer()),
+        p or policy(),
+        rng=random.Random(7),
+        **kw,
+    )
+
+
+def test_rerun_mails_nobody_twice(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 5)
+    issue = make_issue(store)
+    first = send(store, issue.id, smtp_sink)
+    second = send(store, issue.id, smtp_sink)
+    assert (first.sent, first.done, second.sent) == (5, True, 0)
+    assert sorted(smtp_sink.copies().values()) == [1] * 5
+    assert store.get_issue(issue.id).status == IssueStatus.DONE  # type: ignore[union-attr]
+
+
+def test_subscriber_added_after_snapshot_is_not_mailed_e15(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    store.add_subscriber("late@example.com", OPERATOR)
+    send(store, issue.id, smtp_sink)
+    assert "late@example.com" not in smtp_sink.recipients()
+
+
+def test_category_filter(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    store.add_subscriber("all@example.com", OPERATOR)
+    store.add_subscriber("world@example.com", OPERATOR, categories=["세계"])
+    store.add_subscriber("econ@example.com", OPERATOR, categories=["경제"])
+    send(store, make_issue(store, "post:w", ("세계",)).id, smtp_sink)
+    send(store, make_issue(store, "post:none").id, smtp_sink)
+    assert sorted(smtp_sink.recipients()) == [
+        "all@example.com",
+        "all@example.com",
+        "world@example.com",
+    ]
+
+
+def test_451_is_retried_after_backoff_f2(db_url: str, smtp_sink: SmtpSink):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    smtp_sink.script("reader2@example.com", "rcpt", "451 4.7.1 greylisted")
+    report = send(store, issue.id, smtp_sink)
+    row = rows(store, issue.id)["reader2@example.com"]
+    assert (report.sent, report.failed_temp, report.done) == (2, 1, False)
+    assert (row.status, row.last_code, row.last_enhanced_code) == (
+        DeliveryStatus.FAILED_TEMP,
+        451,
+        "4.7.1",
+    )
+    assert timedelta(seconds=48) <= row.next_attempt_at - clock.now <= timedelta(seconds=72)
+    assert report.next_retry_at == row.next_attempt_at
+    # Not due yet: a rerun sends nothing.
+    assert send(store, issue.id, smtp_sink).sent == 0
+    clock.advance(seconds=73)
+    again = send(store, issue.id, smtp_sink)
+    assert (again.sent, again.done) == (1, True)
+    assert rows(store, issue.id)["reader2@example.com"].attempt == 2
+    assert sorted(smtp_sink.copies().values()) == [1, 1, 1]
+
+
+def test_temporary_failures_become_permanent_after_max_attempts_g13(
+    db_url: str, smtp_sink: SmtpSink
+):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    composer = PlainComposer(fail_for={"reader1@example.com"})
+    p = policy(max_attempts=2)
+    send(store, issue.id, smtp_sink, p, composer=composer)
+    clock.advance(hours=1)
+    report = send(store, issue.id, smtp_sink, p, composer=composer)
+    row = rows(store, issue.id)["reader1@example.com"]
+    assert row.status == DeliveryStatus.FAILED_PERM
+    assert "gave up after 2 attempts" in (row.last_reply or "")
+    assert "template blew up" in (row.last_reply or "")
+    assert report.done and smtp_sink.recipients() == ["reader2@example.com"]
+
+
+def test_550_is_permanent_and_counts_bounces_f4(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    smtp_sink.script("reader1@example.com", "rcpt", "550 5.1.1 no such user", times=None)
+    p = policy(bounce_limit=2)
+    for n in (1, 2):
+        issue = make_issue(store, f"post:p{n}")
+        send(store, issue.id, smtp_sink, p)
+        row = rows(store, issue.id)["reader1@example.com"]
+        assert (row.status, row.last_enhanced_code) == (DeliveryStatus.FAILED_PERM, "5.1.1")
+    bounced = store.find_subscriber("reader1@example.com")
+    assert bounced is not None
+    assert (bounced.status, bounced.bounce_count) == (SubscriberStatus.BOUNCED, 2)
+    third = make_issue(store, "post:p3")
+    send(store, third.id, smtp_sink, p)
+    assert "reader1@example.com" not in rows(store, third.id)
+
+
+def test_552_at_data_pauses_the_issue_d14(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 4)
+    issue = make_issue(store)
+    smtp_sink.script("reader2@example.com", "data", "552 5.3.4 message too big")
+    report = send(store, issue.id, smtp_sink)
+    assert report.stop == StopReason.PAUSED
+    paused = store.get_issue(issue.id)
+    assert paused is not None and paused.status == IssueStatus.PAUSED
+    assert "too big" in (paused.pause_reason or "")
+    assert statuses(store, issue.id) == {
+        "reader1@example.com": DeliveryStatus.SENT,
+        "reader2@example.com": DeliveryStatus.PENDING,
+        "reader3@example.com": DeliveryStatus.PENDING,
+        "reader4@example.com": DeliveryStatus.PENDING,
+    }
+    with pytest.raises(PublisherError, match="is paused"):
+        send(store, issue.id, smtp_sink)
+    resume_issue(store, issue.id)
+    assert send(store, issue.id, smtp_sink).done
+
+
+def test_consecutive_content_rejections_pause_f6(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 5)
+    issue = make_issue(store)
+    for i in (1, 2, 3):
+        smtp_sink.script(f"reader{i}@example.com", "data", "554 5.7.1 spam detected")
+    report = send(store, issue.id, smtp_sink, policy(pause_after_rejections=3))
+    assert report.stop == StopReason.PAUSED
+    assert "3 consecutive messages were rejected" in report.detail
+    got = statuses(store, issue.id)
+    assert [got[f"reader{i}@example.com"] for i in (1, 2, 3)] == [DeliveryStatus.FAILED_TEMP] * 3
+    assert [got[f"reader{i}@example.com"] for i in (4, 5)] == [DeliveryStatus.PENDING] * 2
+    assert smtp_sink.received == []
+
+
+def test_drop_after_data_resend_once_keeps_message_id_f9(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    smtp_sink.script("reader1@example.com", "data", DROP)
+    report = send(store, issue.id, smtp_sink)
+    row = rows(store, issue.id)["reader1@example.com"]
+    assert (report.in_doubt, report.resent, report.done) == (1, 1, True)
+    assert (row.status, row.resent) == (DeliveryStatus.SENT, True)
+    assert smtp_sink.copies()[row.message_id or ""] == 2  # same Message-ID both times
+    assert send(store, issue.id, smtp_sink).sent == 0
+    assert len(smtp_sink.received) == 3
+
+
+def test_drop_after_data_hold_keeps_it_in_doubt(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    smtp_sink.script("reader1@example.com", "data", DROP)
+    p = policy(in_doubt_policy="hold")
+    report = send(store, issue.id, smtp_sink, p)
+    assert (report.in_doubt, report.resent, report.counts[DeliveryStatus.IN_DOUBT]) == (1, 0, 1)
+    assert report.done  # held rows are for the operator; nothing else is due
+    send(store, issue.id, smtp_sink, p)
+    assert rows(store, issue.id)["reader1@example.com"].status == DeliveryStatus.IN_DOUBT
+    assert sorted(smtp_sink.copies().values()) == [1, 1]
+
+
+def test_resend_that_is_in_doubt_again_is_held(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 1)
+    issue = make_issue(store)
+    smtp_sink.script("reader1@example.com", "data", DROP, times=None)
+    send(store, issue.id, smtp_sink)
+    send(store, issue.id, smtp_sink)
+    row = rows(store, issue.id)["reader1@example.com"]
+    assert (row.status, row.resent) == (DeliveryStatus.IN_DOUBT, True)
+    assert smtp_sink.copies()[row.message_id or ""] == 2  # at most one resend
+
+
+def test_slow_server_timeout_during_data_is_in_doubt_f10(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    smtp_sink.script("reader1@example.com", "data", "250 OK", sleep=1.2)
+    smtp_sink.script("reader2@example.com", "rcpt", "250 OK", sleep=1.2, times=2)
+    transports = smtp_to(smtp_sink, timeout=0.3)
+    send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold"), transports=transports)
+    got = rows(store, issue.id)
+    assert got["reader1@example.com"].status == DeliveryStatus.IN_DOUBT
+    # Before DATA a timeout is temporary (retried once at once, then backed off).
+    assert got["reader2@example.com"].status == DeliveryStatus.FAILED_TEMP
+
+
+def test_421_on_nth_message_reconnects_and_others_are_sent_f14(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 5)
+    issue = make_issue(store)
+    smtp_sink.at_message(3, "mail", "421 4.7.0 closing connection", close=True)
+    report = send(store, issue.id, smtp_sink)
+    assert (report.sent, report.done) == (5, True)
+    assert sorted(smtp_sink.copies().values()) == [1] * 5
+    assert smtp_sink.connections == 2
+
+
+def test_auth_failure_pauses_and_fails_no_row_f13(
+    db_url: str, smtp_tls_sink: SmtpSink, tls_files: TlsFiles
+):
+    import ssl
+
+    store = open_store(db_url)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    smtp_tls_sink.handler.accept_login = False
+    s = SmtpSettings(
+        smtp_tls_sink.host, smtp_tls_sink.port, "starttls", "u", "bad", 2.0, 20, "x.example"
+    )
+    context = ssl.create_default_context(cafile=str(tls_files.cert))
+    report = send(store, issue.id, smtp_tls_sink, transports=lambda: SmtpTransport(s, context))
+    assert report.stop == StopReason.PAUSED and "authentication failed" in report.detail
+    assert set(statuses(store, issue.id).values()) == {DeliveryStatus.PENDING}
+    assert {d.attempt for d in store.iter_deliveries(issue.id)} == {0}
+
+
+def test_server_down_leaves_rows_untouched_f11(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    down = SmtpSettings("127.0.0.1", free_port(), "none", "", None, 1.0, 20, "x.example")
+    report = send(store, issue.id, smtp_sink, transports=lambda: SmtpTransport(down))
+    assert report.stop == StopReason.SERVER_DOWN
+    assert "ConnectionRefusedError" in report.detail
+    assert set(statuses(store, issue.id).values()) == {DeliveryStatus.PENDING}
+    assert {d.attempt for d in store.iter_deliveries(issue.id)} == {0}
+    got = store.get_issue(issue.id)
+    assert got is not None and got.status == IssueStatus.SENDING
+
+
+def test_unsubscribe_during_send_skips_later_message_e16(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    held = smtp_sink.data_event(1, hold=0.5)
+    thread = threading.Thread(target=send, args=(store, issue.id, smtp_sink))
+    thread.start()
+    assert held.wait(10)
+    store.unsubscribe("reader3@example.com")  # while the sink holds the first DATA
+    thread.join(20)
+    got = rows(store, issue.id)["reader3@example.com"]
+    assert got.status == DeliveryStatus.SKIPPED
+    assert "unsubscribed" in (got.last_reply or "")
+    assert "reader3@example.com" not in smtp_sink.recipients()
+
+
+def test_two_senders_each_message_id_once_g4(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+    barrier = threading.Barrier(2)
+    reports = []
+
+    def sender(name: str) -> None:
+        own = open_store(db_url)  # its own engine and connections, like another process
+        barrier.wait()
+        reports.append(send(own, issue.id, smtp_sink, policy(concurrency=2), name=name))
+        own.close()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(r.sent for r in reports) == 30
+    assert sorted(smtp_sink.copies().values()) == [1] * 30
+
+
+def test_stop_event_finishes_in_flight_message_and_releases_the_rest_g2(
+    db_url: str, smtp_sink: SmtpSink
+):
+    store = open_store(db_url)
+    add_subscribers(store, 6)
+    issue = make_issue(store)
+    stop = threading.Event()
+    held = smtp_sink.data_event(2, hold=0.4)
+    result = []
+    thread = threading.Thread(
+        target=lambda: result.append(send(store, issue.id, smtp_sink, stop=stop))
+    )
+    thread.start()
+    assert held.wait(10)
+    stop.set()
+    thread.join(20)
+    report = result[0]
+    assert (report.stop, report.sent) == (StopReason.INTERRUPTED, 2)
+    counts = store.counts(issue.id)
+    assert (counts[DeliveryStatus.SENT], counts[DeliveryStatus.PENDING]) == (2, 4)
+    assert counts[DeliveryStatus.SENDING] == counts[DeliveryStatus.IN_DOUBT] == 0
+    assert send(store, issue.id, smtp_sink).sent == 4
+    assert sorted(smtp_sink.copies().values()) == [1] * 6
+
+
+def test_expired_lease_is_in_doubt_then_resent_once_g1(db_url: str, smtp_sink: SmtpSink):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    # A sender on another machine claimed a row and vanished.
+    crashed = store.claim(issue.id, "elsewhere:1:dead/0", 1, timedelta(seconds=300))
+    assert send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold")).sent == 1
+    assert store.get_delivery(crashed[0].id).status == DeliveryStatus.SENDING  # type: ignore[union-attr]
+    clock.advance(seconds=301)
+    report = send(store, issue.id, smtp_sink)
+    assert (report.recovered, report.resent, report.sent, report.done) == (1, 1, 1, True)
+    assert store.get_delivery(crashed[0].id).resent  # type: ignore[union-attr]
+
+
+def test_rows_of_a_dead_local_process_are_recovered_at_once(db_url: str, smtp_sink: SmtpSink):
+    import socket
+    import subprocess
+
+    store = open_store(db_url)
+    add_subscribers(store, 1)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    child = subprocess.Popen(["true"])
+    child.wait()  # a pid that is certainly gone
+    store.claim(issue.id, f"{socket.gethostname()}:{child.pid}:abc/0", 1, timedelta(hours=1))
+    report = send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold"))
+    assert (report.recovered, report.counts[DeliveryStatus.IN_DOUBT]) == (1, 1)
+
+
+def test_hourly_limit_is_persisted_across_restarts(db_url: str, smtp_sink: SmtpSink):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    p = policy(rate_per_hour=2)
+    first = send(store, issue.id, smtp_sink, p)
+    assert (first.sent, first.stop) == (2, StopReason.RATE_LIMITED)
+    restarted = open_store(db_url, clock)
+    assert send(restarted, issue.id, smtp_sink, p).sent == 0
+    clock.advance(hours=1, minutes=1)
+    assert send(restarted, issue.id, smtp_sink, p).sent == 1
+    assert store.counts(issue.id)[DeliveryStatus.PENDING] == 0
+
+
+def test_progress_is_reported(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    seen: list[Progress] = []
+    send(store, issue.id, smtp_sink, progress=seen.append)
+    assert seen[-1] == Progress(sent=3, failed=0, in_doubt=0, skipped=0, total=3)
+
+
+def test_rate_limiter_spaces_messages():
+    limiter = RateLimiter(4, monotonic=lambda: 0.0)  # time stands still: slots queue up
+    waits: list[float] = []
+
+    class Recorder(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            return False
+
+    stop = Recorder()
+    assert all(limiter.wait(stop) for _ in range(3))
+    assert waits == [0.25, 0.5]
