@@ -43,6 +43,7 @@ def _register_commands() -> None:
 
     for command in (build_command, new_command, serve_command, config_command):
         cli.add_command(command)
+    __import__("publisher.cli_newsletter").cli_newsletter.register(cli)  # subscribers, send, ...
 
 
 def main() -> None:

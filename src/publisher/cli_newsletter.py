@@ -1,0 +1,573 @@
+"""Commands of the deliver half: subscribers, send, status, migrate.
+
+Thin: each command loads the config, opens the store, calls one stage and
+prints. Errors are PublisherErrors; publisher.cli turns them into exit 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import make_msgid
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import click
+
+from publisher.config import Config, load_config
+from publisher.content import Post, read_posts
+from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
+from publisher.newsletter import check_issue, render_post_issue
+from publisher.sender import (
+    MessageComposer,
+    Progress,
+    SendPolicy,
+    SendReport,
+    StopReason,
+    new_issue,
+    resume_issue,
+    send_issue,
+)
+from publisher.site import Site, build_site
+from publisher.store import (
+    Consent,
+    ConsentMethod,
+    DeliveryCounts,
+    DeliveryStatus,
+    InvalidAddress,
+    Issue,
+    IssueStatus,
+    NewIssue,
+    NewSubscriber,
+    Store,
+    Subscriber,
+    SubscriberStatus,
+    normalize_email,
+    utc_now,
+)
+from publisher.tokens import TokenSigner, make_signer
+from publisher.transports import Outcome, transport_factory
+
+
+class ImportProblems(ProblemsError):
+    """Bad rows in a subscriber CSV; every one is listed with its line."""
+
+    title = "import"
+
+
+def _config(ctx: click.Context) -> Config:
+    return load_config(Path(ctx.obj.root))
+
+
+def _store(config: Config, *, migrate: bool = False) -> Store:
+    return Store.open(config.database_url, clock=utc_now, migrate=migrate)
+
+
+def _warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def _signer(config: Config, store: Store) -> TokenSigner:
+    return make_signer(config, store, utc_now, warn=_warn)
+
+
+# --- subscribers -----------------------------------------------------------------------------
+
+
+@click.group("subscribers")
+def subscribers_group() -> None:
+    """Manage subscribers: add, remove, list, import and export.
+
+    \b
+    Example:
+        publisher subscribers add reader@example.com --category 세계
+        publisher subscribers import readers.csv
+    """
+
+
+@subscribers_group.command("add")
+@click.argument("addresses", nargs=-1, required=True)
+@click.option(
+    "--category", "categories", multiple=True, help="Only mail posts of this category (repeat)."
+)
+@click.pass_context
+def add_command(
+    ctx: click.Context, addresses: tuple[str, ...], categories: tuple[str, ...]
+) -> None:
+    """Add confirmed subscribers (the operator vouches for their consent).
+
+    Nothing is added when any address is invalid. Existing addresses are left
+    as they are: an unsubscribed reader is not resubscribed.
+
+    \b
+    Example:
+        publisher subscribers add a@example.com b@example.com --category 경제
+    """
+    normalized = _all_valid(addresses)
+    config = _config(ctx)
+    store = _store(config)
+    consent = Consent(ConsentMethod.OPERATOR, source="publisher subscribers add")
+    for address in normalized:
+        subscriber, created = store.add_subscriber(address, consent, categories=categories)
+        if created:
+            click.echo(f"added {subscriber.email}")
+        else:
+            click.echo(f"{subscriber.email} already exists ({subscriber.status}); left unchanged")
+
+
+def _all_valid(addresses: tuple[str, ...]) -> list[str]:
+    normalized, problems = [], []
+    for address in addresses:
+        try:
+            normalized.append(normalize_email(address))
+        except InvalidAddress as exc:
+            problems.append(exc.message)
+    if problems:
+        raise PublisherError("\n".join(problems), hint="Nothing was added; fix the addresses.")
+    return normalized
+
+
+@subscribers_group.command("remove")
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_context
+def remove_command(ctx: click.Context, addresses: tuple[str, ...]) -> None:
+    """Unsubscribe addresses (kept as unsubscribed, so an import cannot re-add them).
+
+    \b
+    Example:
+        publisher subscribers remove reader@example.com
+    """
+    store = _store(_config(ctx))
+    for address in _all_valid(addresses):
+        found = store.unsubscribe(address)
+        click.echo(f"unsubscribed {address}" if found else f"{address}: not a subscriber")
+
+
+@subscribers_group.command("list")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in SubscriberStatus]),
+    help="Only subscribers with this status.",
+)
+@click.pass_context
+def list_command(ctx: click.Context, status: str | None) -> None:
+    """List subscribers: address, status and categories (streamed, any number).
+
+    \b
+    Example:
+        publisher subscribers list --status active
+    """
+    store = _store(_config(ctx))
+    wanted = SubscriberStatus(status) if status else None
+    count = 0
+    for subscriber in store.iter_subscribers(wanted):
+        cats = ",".join(subscriber.categories) or "*"
+        click.echo(f"{subscriber.email}\t{subscriber.status}\t{cats}")
+        count += 1
+    click.echo(f"{count} subscribers", err=True)
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows and report the others.")
+@click.pass_context
+def import_command(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
+    """Import confirmed subscribers from a CSV with an `email` column.
+
+    An optional `categories` column lists categories separated by `;` or `,`.
+    All rows are checked first; a bad row stops the import and NOTHING is
+    imported (every bad row is reported with its line), unless --skip-invalid.
+    The import is one transaction. Consent is recorded as method "import" with
+    the file name as its source.
+
+    \b
+    Example:
+        publisher subscribers import readers.csv
+        publisher subscribers import readers.csv --skip-invalid
+    """
+    rows, problems = read_subscriber_csv(file)
+    if problems and not skip_invalid:
+        raise ImportProblems(problems, hint="Nothing was imported; fix the rows or --skip-invalid.")
+    for problem in problems:
+        _warn(f"skipped {problem}")
+    store = _store(_config(ctx))
+    result = store.import_subscribers(rows, Consent(ConsentMethod.IMPORT, source=file.name))
+    click.echo(
+        f"imported {result.added} subscribers from {file.name}; "
+        f"{result.existing} already present, {len(problems)} invalid rows skipped"
+    )
+
+
+def read_subscriber_csv(file: Path) -> tuple[list[NewSubscriber], list[Problem]]:
+    """Valid rows (normalized, first occurrence only) and a located problem per bad row."""
+    shown = str(file)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PublisherError(f"{shown}: not valid UTF-8 at byte {exc.start}") from None
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "email" not in fields:
+        raise PublisherError(f"{shown}:1: no 'email' column (found: {', '.join(fields) or 'none'})")
+    reader.fieldnames = fields
+    rows: list[NewSubscriber] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for record in reader:
+        where = Location(shown, reader.line_num)
+        try:
+            address = normalize_email((record.get("email") or "").strip())
+        except InvalidAddress as exc:
+            problems.append(Problem(where, exc.message))
+            continue
+        if address not in seen:
+            seen.add(address)
+            rows.append(NewSubscriber(address, _split_categories(record.get("categories") or "")))
+    return rows, problems
+
+
+def _split_categories(value: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in value.replace(";", ",").split(",") if c.strip())
+
+
+@subscribers_group.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def export_command(ctx: click.Context, file: Path | None) -> None:
+    """Export all subscribers with status and consent record as CSV (stdout or FILE).
+
+    \b
+    Example:
+        publisher subscribers export subscribers.csv
+    """
+    store = _store(_config(ctx))
+    if file is None:
+        _write_csv(sys.stdout, store)
+        return
+    with file.open("w", encoding="utf-8", newline="") as handle:
+        count = _write_csv(handle, store)
+    click.echo(f"exported {count} subscribers to {file}", err=True)
+
+
+EXPORT_FIELDS = (
+    "email",
+    "status",
+    "categories",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+    "bounce_count",
+    "consent_at",
+    "consent_method",
+    "consent_source",
+    "consent_text_version",
+)
+
+
+def _write_csv(handle: IO[str], store: Store) -> int:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(EXPORT_FIELDS)
+    count = 0
+    for s in store.iter_subscribers():
+        writer.writerow(_export_row(s))
+        count += 1
+    return count
+
+
+def _export_row(s: Subscriber) -> list[str]:
+    def when(value: object) -> str:
+        return value.isoformat() if hasattr(value, "isoformat") else ""
+
+    consent = s.consent
+    return [
+        s.email,
+        s.status,
+        ";".join(s.categories),
+        when(s.created_at),
+        when(s.confirmed_at),
+        when(s.unsubscribed_at),
+        str(s.bounce_count),
+        when(consent.at) if consent else "",
+        consent.method if consent else "",
+        consent.source if consent else "",
+        consent.text_version if consent else "",
+    ]
+
+
+# --- send --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    config: Config
+    site: Site
+    post: Post
+
+
+@click.command("send")
+@click.option("--post", "post_ref", required=True, help="Slug or file path of the post to mail.")
+@click.option("--dry-run", is_flag=True, help="Show who would receive it; send nothing.")
+@click.option("--test-to", metavar="ADDRESS", help="Send one copy to ADDRESS only (no records).")
+@click.option("--resume", is_flag=True, help="Continue an issue that was paused.")
+@click.pass_context
+def send_command(
+    ctx: click.Context, post_ref: str, dry_run: bool, test_to: str | None, resume: bool
+) -> None:
+    """Mail a published post to its subscribers, or resume its unfinished issue.
+
+    Safe to run again: every subscriber gets the issue once (a message whose
+    reply was lost may be resent once with the same Message-ID; see
+    [newsletter].in_doubt_policy). SIGTERM or Ctrl-C finishes the message in
+    flight and stops cleanly; run the command again to continue.
+
+    \b
+    Example:
+        publisher send --post 미중-기술-격차 --dry-run
+        publisher send --post posts/미중-기술-격차.md --test-to me@example.com
+        publisher send --post 미중-기술-격차
+    """
+    prepared = _prepare(_config(ctx), post_ref)
+    config = prepared.config
+    rendered = render_post_issue(prepared.site, prepared.post)
+    for warning in check_issue(rendered, config):
+        _warn(warning)
+    store = _store(config)
+    if test_to:
+        _send_test(config, store, new_issue(rendered, (prepared.post,)), test_to)
+        return
+    if dry_run:
+        _dry_run(store, rendered.key, rendered.subject, prepared.post)
+        return
+    issue, created = store.create_issue(new_issue(rendered, (prepared.post,)))
+    if not created and issue.digest != rendered.digest:
+        _warn(
+            f"{prepared.post.source} changed since issue {issue.key} was created; "
+            "sending the stored version so every reader gets the same issue (B6)"
+        )
+    if resume and issue.status == IssueStatus.PAUSED:
+        resume_issue(store, issue.id)
+    _run_send(config, store, issue)
+
+
+def _prepare(config: Config, post_ref: str) -> _Prepared:
+    result = read_posts(config)
+    if result.problems:
+        raise ContentError(result.problems)
+    post = _find_post(config, result.posts, post_ref)
+    site = build_site(config, result.posts, utc_now())
+    if post not in site.posts:
+        state = "a draft" if post.draft else f"scheduled for {post.date:%Y-%m-%d %H:%M %Z}"
+        raise PublisherError(
+            f"{post.source} is {state}; only published posts are mailed (A20)",
+            hint="Publish it first; `publisher run` mails scheduled posts when they go live.",
+        )
+    return _Prepared(config, site, post)
+
+
+def _find_post(config: Config, posts: tuple[Post, ...], ref: str) -> Post:
+    target = (config.root / ref).resolve() if ref.endswith(".md") else None
+    for post in posts:
+        if post.slug == ref or (target and (config.root / post.source).resolve() == target):
+            return post
+    raise PublisherError(
+        f"no post with slug or path {ref!r}",
+        hint="Give the slug (e.g. 미중-기술-격차) or the file path (posts/….md).",
+    )
+
+
+def _dry_run(store: Store, key: str, subject: str, post: Post) -> None:
+    existing = store.find_issue(key)
+    click.echo(f"issue {key}: {subject}")
+    if existing is not None and existing.snapshot_at is not None:
+        counts = store.counts(existing.id)
+        click.echo(f"already started: {_summary(counts)}")
+        click.echo(f"would send {counts.unfinished} more messages (dry run, nothing sent)")
+        return
+    categories = (post.category,) if post.category else ()
+    count = store.count_recipients(categories)
+    click.echo(f"would send to {count} subscribers (dry run, nothing sent)")
+
+
+def _send_test(config: Config, store: Store, new: NewIssue, address: str) -> None:
+    """One copy to ``address``: the same body and headers, no delivery rows."""
+    to = normalize_email(address)
+    now = utc_now()
+    issue = Issue(
+        id=0,
+        key=new.key,
+        post_slugs=new.post_slugs,
+        categories=new.categories,
+        subject=new.subject,
+        preheader=new.preheader,
+        html=new.html,
+        text=new.text,
+        digest=new.digest,
+        status=IssueStatus.DRAFT,
+        pause_reason=None,
+        created_at=now,
+        snapshot_at=None,
+        finished_at=None,
+    )
+    reader = Subscriber(0, to, SubscriberStatus.ACTIVE, (), now, None, None, 0, 0, None)
+    composer = MessageComposer(config, _signer(config, store), utc_now)
+    # A fresh Message-ID each time: providers drop repeats of one they have seen.
+    domain = config.newsletter.from_address.rpartition("@")[2]
+    data = composer.compose(issue, reader, make_msgid("test", domain=domain))
+    transport = transport_factory(config)()
+    try:
+        result = transport.send(config.newsletter.from_address, to, data)
+    finally:
+        transport.close()
+    if result.outcome != Outcome.SENT:
+        raise PublisherError(f"test message to {to} not sent ({result.outcome}): {result.reply}")
+    click.echo(f"test message sent to {to}: {result.reply or result.code}")
+
+
+def _run_send(config: Config, store: Store, issue: Issue) -> None:
+    composer = MessageComposer(config, _signer(config, store), utc_now)
+    policy = SendPolicy.from_config(config)
+    click.echo(f"sending issue {issue.key}: {issue.subject}", err=True)
+    with _stop_on_signals() as stop:
+        report = send_issue(
+            store,
+            issue.id,
+            transport_factory(config),
+            composer,
+            policy,
+            stop=stop,
+            progress=_progress_printer(),
+        )
+    _print_report(issue, report)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM/SIGINT set an event: the sender finishes its message in flight (G2)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if not stop.is_set():
+            click.echo(f"{signal.Signals(signum).name}: finishing the message in flight", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _progress_printer() -> Callable[[Progress], None]:
+    def show(p: Progress) -> None:
+        done = p.sent + p.failed + p.in_doubt + p.skipped
+        step = max(1, p.total // 20)
+        if done % step == 0 or done == p.total:
+            click.echo(f"  … {done}/{p.total}: sent {p.sent}", err=True)
+
+    return show
+
+
+def _print_report(issue: Issue, report: SendReport) -> None:
+    if report.recovered:
+        _warn(f"{report.recovered} messages of an interrupted run are in doubt (G1)")
+    click.echo(
+        f"issue {issue.key}: this run sent {report.sent}, failed {report.failed_temp} "
+        f"temporarily and {report.failed_perm} permanently, skipped {report.skipped}, "
+        f"{report.in_doubt} in doubt ({report.resent} queued for one resend)"
+    )
+    click.echo(f"issue totals: {_summary(report.counts)}")
+    in_doubt = report.counts[DeliveryStatus.IN_DOUBT]
+    if in_doubt:
+        click.secho(
+            f"{in_doubt} messages are in doubt: the server may have them; see `publisher status`",
+            fg="yellow",
+        )
+    _finish(report)
+
+
+def _finish(report: SendReport) -> None:
+    if report.done:
+        click.echo("issue complete")
+    elif report.stop == StopReason.PAUSED:
+        raise PublisherError(
+            f"issue paused: {report.detail}",
+            hint="Fix the cause, then run the same command with --resume.",
+        )
+    elif report.stop == StopReason.SERVER_DOWN:
+        raise PublisherError(report.detail, hint="Nothing was lost; run the command again later.")
+    elif report.stop is not None:
+        click.echo(f"stopped: {report.detail}")
+    elif report.next_retry_at is not None:
+        click.echo(
+            f"{report.counts.unfinished} messages wait for a retry from "
+            f"{report.next_retry_at:%Y-%m-%d %H:%M} UTC; run the command again then "
+            "(`publisher run` does it on its own)"
+        )
+
+
+def _summary(counts: DeliveryCounts) -> str:
+    parts = [f"{status.value} {counts[status]}" for status in DeliveryStatus if counts[status]]
+    return ", ".join(parts) or "no deliveries"
+
+
+# --- status and migrate -------------------------------------------------------------------------
+
+
+@click.command("status")
+@click.pass_context
+def status_command(ctx: click.Context) -> None:
+    """Show every issue with its deliveries by state; messages in doubt are highlighted.
+
+    \b
+    Example:
+        publisher status
+    """
+    store = _store(_config(ctx))
+    issues = store.list_issues()
+    if not issues:
+        click.echo("no issues yet")
+    for issue in issues:
+        counts = store.counts(issue.id)
+        click.echo(f"{issue.key} [{issue.status}] {issue.subject}")
+        click.echo(f"  {_summary(counts)}")
+        if issue.pause_reason:
+            click.secho(f"  paused: {issue.pause_reason}", fg="red")
+        if counts[DeliveryStatus.IN_DOUBT]:
+            click.secho(
+                f"  IN DOUBT: {counts[DeliveryStatus.IN_DOUBT]} (the server may have them)",
+                fg="yellow",
+                bold=True,
+            )
+    click.echo(
+        f"subscribers: {store.count_subscribers(SubscriberStatus.ACTIVE)} active, "
+        f"{store.count_subscribers()} in all"
+    )
+
+
+@click.command("migrate")
+@click.pass_context
+def migrate_command(ctx: click.Context) -> None:
+    """Create or upgrade the database schema (back the database up first).
+
+    \b
+    Example:
+        publisher migrate
+    """
+    store = _store(_config(ctx), migrate=True)
+    click.echo(f"database {store.name} is at schema version {store.schema_version()}")
+
+
+COMMANDS = (subscribers_group, send_command, status_command, migrate_command)
+
+
+def register(group: click.Group) -> None:
+    """Add the newsletter commands to the main CLI group."""
+    for command in COMMANDS:
+        group.add_command(command)
