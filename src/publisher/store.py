@@ -435,7 +435,11 @@ class Store:
         how long a transaction is retried after a lock or a dropped connection.
         """
         store = cls(_make_engine(url, busy_timeout), clock, retry_seconds)
-        store._prepare_schema(migrate)
+        try:
+            store._prepare_schema(migrate)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def close(self) -> None:
@@ -1150,8 +1154,9 @@ class Store:
             self._insert(published)
             .values(slug=slug, digest=digest, published_at=published_at, issue_created=False)
             .on_conflict_do_nothing()
+            .returning(published.c.slug)  # rowcount is unreliable here on psycopg
         )
-        return self._run(lambda c: bool(c.execute(stmt).rowcount))
+        return self._run(lambda c: c.execute(stmt).scalar_one_or_none() is not None)
 
     def mark_issue_created(self, slug: str) -> None:
         stmt = update(published).where(published.c.slug == slug).values(issue_created=True)

@@ -1,0 +1,350 @@
+"""The store on SQLite and PostgreSQL: schema, subscribers, claims, locks (§1.3, H)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import event, text
+
+import publisher.store as store_module
+from publisher.sender import send_issue
+from publisher.store import (
+    DeliveryStatus,
+    InvalidAddress,
+    NewSubscriber,
+    Reply,
+    Store,
+    StoreError,
+    SubscriberStatus,
+    normalize_email,
+)
+from sending import (
+    OPERATOR,
+    FakeClock,
+    PlainComposer,
+    add_subscribers,
+    make_issue,
+    open_store,
+    policy,
+    smtp_to,
+)
+from smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Reader@EXAMPLE.COM", "Reader@example.com"),
+        ("  reader@example.com ", "reader@example.com"),
+        ("reader@bücher.example", "reader@xn--bcher-kva.example"),
+        ("reader+news@example.com", "reader+news@example.com"),
+    ],
+)
+def test_normalize_email_e3(given: str, stored: str):
+    assert normalize_email(given) == stored
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "no-at-sign",
+        "a@b@example.com",
+        "reader@example.com\r\nBcc: x@evil.test",
+        "reader\x00@example.com",
+        "독자@example.com",  # non-ASCII local part needs SMTPUTF8 (D4, F16)
+        "alice@example.org)<bob@example.org>",  # D5: parseaddr's lax reading
+        "x" * 400 + "@example.com",
+    ],
+)
+def test_invalid_addresses_are_refused(bad: str):
+    with pytest.raises(InvalidAddress, match="invalid email address"):
+        normalize_email(bad)
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+def test_fresh_database_gets_the_current_schema(db_url: str):
+    assert open_store(db_url).schema_version() == store_module.SCHEMA_VERSION
+
+
+def test_older_schema_is_a_clear_error_then_migrates_h6(db_url: str, monkeypatch):
+    open_store(db_url).close()
+    applied = []
+    newer = (*store_module.MIGRATIONS, lambda conn: applied.append(2))
+    monkeypatch.setattr(store_module, "MIGRATIONS", newer)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(newer))
+    with pytest.raises(StoreError) as info:
+        Store.open(db_url)
+    shown = db_url.split("?")[0].split("///")[-1].split("/")[-1]
+    assert shown in info.value.message
+    assert "has schema version 1; this Publisher needs version 2" in info.value.message
+    assert info.value.hint == "Back up the database, then run `publisher migrate`."
+    assert applied == []
+    assert open_store(db_url, migrate=True).schema_version() == 2
+    assert applied == [2]
+
+
+def test_newer_schema_is_refused_h6(db_url: str):
+    store = open_store(db_url)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = 99"))
+    with pytest.raises(StoreError, match="has schema version 99, newer than this Publisher's 1"):
+        Store.open(db_url)
+
+
+# --- subscribers ------------------------------------------------------------------------------
+
+
+def test_add_is_idempotent_on_the_normalized_address(db_url: str):
+    store = open_store(db_url)
+    first, created = store.add_subscriber("reader@EXAMPLE.com", OPERATOR, categories=["세계"])
+    again, created_again = store.add_subscriber("reader@example.com", OPERATOR)
+    assert (created, created_again, again.id) == (True, False, first.id)
+    assert again.categories == ("세계",)
+    assert again.consent is not None and again.consent.source == "tests"
+
+
+def test_status_change_bumps_state_version(db_url: str):
+    store = open_store(db_url)
+    sub = add_subscribers(store, 1)[0]
+    gone = store.unsubscribe(sub.email)
+    assert gone is not None
+    assert (gone.status, gone.state_version) == (SubscriberStatus.UNSUBSCRIBED, 2)
+    assert gone.unsubscribed_at is not None
+    # An import does not resubscribe an unsubscribed address.
+    result = store.import_subscribers([NewSubscriber(sub.email)], OPERATOR)
+    assert (result.added, result.existing) == (0, 1)
+    assert store.find_subscriber(sub.email).status == SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+
+
+def test_subscribers_are_streamed_in_batches_g12(db_url: str):
+    store = open_store(db_url)
+    store.import_subscribers([NewSubscriber(f"r{i}@example.com") for i in range(25)], OPERATOR)
+    selects: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and "FROM subscribers" in statement:
+            selects.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", count)
+    stream = store.iter_subscribers(batch_size=10)
+    first = next(stream)
+    assert first.email == "r0@example.com" and len(selects) == 1  # lazy: one batch so far
+    rest = list(stream)
+    assert len(rest) == 24
+    assert len(selects) == 3  # 10 + 10 + 5, keyset pagination
+    assert all("LIMIT" in s.upper() for s in selects)
+
+
+def test_import_is_one_transaction(db_url: str, monkeypatch):
+    store = open_store(db_url)
+    real = store._insert_subscriber
+    calls = []
+
+    def failing(conn, address, *args):
+        calls.append(address)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(conn, address, *args)
+
+    monkeypatch.setattr(store, "_insert_subscriber", failing)
+    rows = [NewSubscriber(f"r{i}@example.com") for i in range(5)]
+    with pytest.raises(RuntimeError):
+        store.import_subscribers(rows, OPERATOR)
+    assert store.count_subscribers() == 0
+
+
+# --- issues and deliveries -------------------------------------------------------------------
+
+
+def test_create_issue_is_idempotent_on_key(db_url: str):
+    store = open_store(db_url)
+    first = make_issue(store)
+    again = make_issue(store)
+    assert first == again and len(store.list_issues()) == 1
+
+
+def test_snapshot_runs_once(db_url: str):
+    store = open_store(db_url)
+    add_subscribers(store, 3)
+    store.add_subscriber("gone@example.com", OPERATOR)
+    store.unsubscribe("gone@example.com")
+    issue = make_issue(store)
+    assert store.snapshot(issue.id) == 3
+    add_subscribers(store, 2, prefix="late")
+    assert store.snapshot(issue.id) == 0
+    assert store.counts(issue.id)[DeliveryStatus.PENDING] == 3
+
+
+def test_concurrent_claims_never_overlap_g4(db_url: str):
+    store = open_store(db_url)
+    store.import_subscribers([NewSubscriber(f"r{i}@example.com") for i in range(100)], OPERATOR)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+
+    def claimer(name: str) -> None:
+        own = open_store(db_url)
+        barrier.wait()
+        while batch := own.claim(issue.id, name, 7, timedelta(minutes=5)):
+            claimed[name].extend(d.id for d in batch)
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in claimed]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    both = claimed["a"] + claimed["b"]
+    assert len(both) == len(set(both)) == 100
+
+
+def test_expired_lease_becomes_in_doubt_g1(db_url: str):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    claimed = store.claim(issue.id, "w", 2, timedelta(seconds=60))
+    store.mark_sent(claimed[0].id, Reply(250, "2.0.0", "ok"), "<m@x>")
+    assert store.recover_expired_leases() == 0
+    clock.advance(seconds=61)
+    assert store.recover_expired_leases() == 1
+    row = store.get_delivery(claimed[1].id)
+    assert row is not None and row.status == DeliveryStatus.IN_DOUBT
+    assert "lease expired" in (row.last_reply or "")
+
+
+def test_hourly_budget_is_persisted(db_url: str):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    assert store.reserve_send_slot(2) == timedelta(0)
+    clock.advance(minutes=30)
+    assert store.reserve_send_slot(2) == timedelta(0)
+    wait = open_store(db_url, clock).reserve_send_slot(2)  # a restart sees the same window
+    assert timedelta(minutes=29) <= wait <= timedelta(minutes=31)
+    clock.advance(minutes=31)
+    assert store.reserve_send_slot(2) == timedelta(0)
+
+
+def test_jobs_and_published_posts(db_url: str):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    assert store.claim_job("tick", "a", timedelta(seconds=30))
+    assert not store.claim_job("tick", "b", timedelta(seconds=30))
+    store.finish_job("tick", "a", error="boom", next_run_at=None)
+    assert store.claim_job("tick", "b", timedelta(seconds=30))
+    assert store.record_published("hello", "d" * 64, clock.now)
+    assert not store.record_published("hello", "d" * 64, clock.now)
+    assert store.posts_without_issue() == ["hello"]
+    store.mark_issue_created("hello")
+    assert store.posts_without_issue() == []
+
+
+def test_setting_or_create_first_writer_wins(db_url: str):
+    store = open_store(db_url)
+    assert store.setting_or_create("k", lambda: "one") == "one"
+    assert store.setting_or_create("k", lambda: "two") == "one"
+
+
+# --- database faults ----------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def hold_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding BEGIN EXCLUSIVE on the SQLite file (§3.0)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_sqlite_lock_is_waited_out_h1(tmp_path: Path):
+    path = tmp_path / "publisher.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout=0.05, retry_seconds=10)
+    proc = hold_lock(path, 1.0)
+    started = time.monotonic()
+    store.add_subscriber("reader@example.com", OPERATOR)
+    assert time.monotonic() - started >= 0.5
+    proc.communicate(timeout=5)
+    assert store.count_subscribers() == 1
+
+
+def test_sqlite_lock_that_outlasts_the_retries_names_the_database_h1(tmp_path: Path):
+    path = tmp_path / "publisher.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout=0.05, retry_seconds=0.3)
+    proc = hold_lock(path, 2.0)
+    with pytest.raises(StoreError, match=r"publisher\.db: database is locked"):
+        store.add_subscriber("reader@example.com", OPERATOR)
+    proc.communicate(timeout=5)
+
+
+def test_sqlite_lock_during_a_send_is_never_a_recipient_failure_h1(
+    tmp_path: Path, smtp_sink: SmtpSink
+):
+    path = tmp_path / "publisher.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout=0.05, retry_seconds=10)
+    add_subscribers(store, 4)
+    issue = make_issue(store)
+    held = smtp_sink.data_event(2)
+    locker: list[subprocess.Popen[str]] = []
+    held_then_lock = threading.Thread(
+        target=lambda: held.wait(10) and locker.append(hold_lock(path, 1.0))
+    )
+    held_then_lock.start()
+    report = send_issue(store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy())
+    held_then_lock.join(10)
+    for proc in locker:
+        proc.communicate(timeout=5)
+    assert (report.sent, report.failed_temp, report.failed_perm, report.done) == (4, 0, 0, True)
+    assert sorted(smtp_sink.copies().values()) == [1] * 4
+
+
+@pytest.mark.postgres
+def test_postgres_connection_drop_is_retried_h3(postgres_database: str):
+    store = open_store(postgres_database)
+    store.add_subscriber("reader@example.com", OPERATOR)
+    name = postgres_database.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (name,),
+        ).fetchone()
+    assert killed is not None and killed[0] >= 1
+    assert store.count_subscribers() == 1  # reconnected, not an error
+    store.add_subscriber("second@example.com", OPERATOR)
+    assert store.count_subscribers() == 2
+
+
+def test_unknown_database_url_is_an_error():
+    with pytest.raises(StoreError, match="unsupported database URL"):
+        Store.open("mysql://x@localhost/db")
+
+
+def test_postgresql_url_is_rewritten_for_psycopg():
+    assert store_module.normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert store_module.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
