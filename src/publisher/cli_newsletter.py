@@ -66,7 +66,10 @@ def _config(ctx: click.Context) -> Config:
 
 
 def _store(config: Config, *, migrate: bool = False) -> Store:
-    return Store.open(config.database_url, clock=utc_now, migrate=migrate)
+    """Open the store for this command; it is closed when the command ends."""
+    store = Store.open(config.database_url, clock=utc_now, migrate=migrate)
+    click.get_current_context().call_on_close(store.close)
+    return store
 
 
 def _warn(message: str) -> None:
