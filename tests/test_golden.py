@@ -21,7 +21,11 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_golden_site_output(tmp_path: Path):
@@ -35,6 +39,12 @@ def test_golden_site_output(tmp_path: Path):
     for name in expected:
         if actual[name] != expected[name]:
             diff = difflib.unified_diff(
-                expected[name].decode().splitlines(), actual[name].decode().splitlines(), name, name, lineterm=""
+                expected[name].decode().splitlines(),
+                actual[name].decode().splitlines(),
+                name,
+                name,
+                lineterm="",
             )
-            raise AssertionError("\n".join(list(diff)[:60]) + "\n(run `make golden` after an intended change)")
+            raise AssertionError(
+                "\n".join(list(diff)[:60]) + "\n(run `make golden` after an intended change)"
+            )
