@@ -173,6 +173,24 @@ def test_list_unsubscribe_must_be_https_under_the_subscription_service_R4(
         build(config, issue, unsubscribe_url="https://blog.example.com/newsletter/a>b")
 
 
+def test_plain_http_unsubscribe_only_for_a_loopback_service(tmp_path: Path) -> None:
+    """Preview and test servers on loopback may use http; any other host must be https."""
+    local = make_config(tmp_path, web={"base_url": "http://127.0.0.1:8000/newsletter/"})
+    data = build(
+        local, rendered(tmp_path), unsubscribe_url="http://127.0.0.1:8000/newsletter/unsubscribe/t"
+    )
+    assert (
+        raw_header(data, "List-Unsubscribe") == "<http://127.0.0.1:8000/newsletter/unsubscribe/t>"
+    )
+    remote = make_config(tmp_path, web={"base_url": "http://news.example.com/newsletter/"})
+    with pytest.raises(HeaderError, match=r"requires HTTPS"):
+        build(
+            remote,
+            rendered(tmp_path),
+            unsubscribe_url="http://news.example.com/newsletter/unsubscribe/t",
+        )
+
+
 def test_header_lines_fit_78_columns_except_list_unsubscribe(tmp_path: Path) -> None:
     config = make_config(tmp_path, newsletter={"from_name": "아주 긴 이름의 뉴스레터 " * 4})
     issue = dataclasses.replace(rendered(tmp_path), subject="아주 긴 한국어 제목입니다 " * 8)

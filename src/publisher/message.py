@@ -54,6 +54,8 @@ _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+")
 _MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f\x41-\x7e]+@[\x21-\x3b\x3d\x3f\x41-\x7e]+>")
 _URL = re.compile(r"https://[\x21-\x7e]+")
+# Plain http is accepted only for loopback preview and test servers; a real list is https.
+_LOOPBACK_URL = re.compile(r"http://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d+)?/[\x21-\x7e]*")
 _BODY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # Body parts: CRLF and 76 columns, the RFC 2045 limit for quoted-printable and base64.
@@ -238,7 +240,8 @@ def _list_id(config: Config) -> str:
 def _list_unsubscribe(config: Config, url: str) -> str:
     """``<https-url>[, <mailto:...>]`` on one line: HTTPS first, Gmail uses the first (R3, R4)."""
     check_free_text("List-Unsubscribe", url)
-    if not _URL.fullmatch(url) or any(ch in url for ch in '<>"'):
+    secure = _URL.fullmatch(url) or _LOOPBACK_URL.fullmatch(url)
+    if not secure or any(ch in url for ch in '<>"'):
         raise HeaderError(
             "List-Unsubscribe",
             f"the unsubscribe URL must be https:// and printable ASCII without <, > or "

@@ -41,9 +41,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-import cssutils  # type: ignore[import-untyped]
+import cssutils
 import jinja2
-import lxml.html  # type: ignore[import-untyped]
+import lxml.html
 import premailer
 from markupsafe import Markup
 
