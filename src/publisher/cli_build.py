@@ -151,6 +151,13 @@ def serve_command(
     Example:
         publisher serve --port 8000
     """
+    _run_preview(ctx, host, port, drafts=drafts, open_path="" if open_browser else None)
+
+
+def _run_preview(
+    ctx: click.Context, host: str, port: int, *, drafts: bool, open_path: str | None
+) -> None:
+    """Serve the preview build (and rebuild on change); open ``open_path`` in a browser."""
     from publisher.preview_server import PreviewServer
 
     config = load_config(_root(ctx))
@@ -161,13 +168,41 @@ def serve_command(
     watcher = threading.Thread(target=server.watch, daemon=True)
     watcher.start()
     click.echo(f"Serving {base_url} (Ctrl-C to stop); watching posts, templates and config.toml.")
-    if open_browser:
-        threading.Thread(target=_open_later, args=(base_url,), daemon=True).start()
+    if open_path is not None:
+        click.echo(f"Opening {base_url}{open_path}")
+        threading.Thread(target=_open_later, args=(base_url + open_path,), daemon=True).start()
     try:
         server.serve(host, port)
     finally:
         server.stop()
     sys.exit(0)
+
+
+@click.command("preview")
+@click.argument("post")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port."
+)
+@click.option(
+    "--open/--no-open", "open_browser", default=True, show_default=True, help="Open a browser."
+)
+@click.pass_context
+def preview_command(
+    ctx: click.Context, post: str, host: str, port: int, open_browser: bool
+) -> None:
+    """Show a post's page, feed entry, email HTML and plain text side by side in a browser.
+
+    POST is a slug or the post's file path. Drafts and scheduled posts work too.
+
+    \b
+    Example:
+        publisher preview us-china-tech-gap
+        publisher preview posts/2025-06-20-us-china-tech-gap.md --port 8001
+    """
+    _run_preview(
+        ctx, host, port, drafts=True, open_path=f"__preview/{post}" if open_browser else None
+    )
 
 
 @click.command("config")

@@ -7,6 +7,7 @@ production output folder is never touched.
 
 from __future__ import annotations
 
+import html
 import shutil
 import tempfile
 import threading
@@ -14,11 +15,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from publisher.build import build
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
+from publisher.site import Site
 
 
 class PreviewServer:
@@ -32,6 +36,7 @@ class PreviewServer:
         self.folder = Path(tempfile.mkdtemp(prefix="publisher-preview-"))
         self.output = self.folder / "site"
         self.build_id = 0
+        self.site: Site | None = None  # the last good build, for /__preview/
         self.stopping = threading.Event()
 
     def rebuild(self) -> None:
@@ -45,6 +50,7 @@ class PreviewServer:
             self.log(f"build failed, still serving the previous build:\n{exc}")
             return
         self._inject_live_reload()
+        self.site = result.site
         self.build_id += 1
         self.log(f"rebuilt {len(result.site.posts)} posts in {result.seconds:.2f} s")
 
@@ -79,12 +85,33 @@ class PreviewServer:
         async def build_number(_request: object) -> PlainTextResponse:
             return PlainTextResponse(str(self.build_id), headers={"Cache-Control": "no-store"})
 
-        routes: list[BaseRoute] = [Route("/__build", build_number)]
+        async def preview(request: Request) -> Response:
+            return self.preview_response(str(request.path_params["slug"]))
+
+        routes: list[BaseRoute] = [
+            Route("/__build", build_number),
+            Route("/__preview/{slug:path}", preview),
+        ]
         routes.extend(self.extra_routes())
         routes.append(
             Mount("/", app=StaticFiles(directory=self.output, html=True, check_dir=False))
         )
         return Starlette(routes=routes)
+
+    def preview_response(self, slug: str) -> Response:
+        """The side-by-side preview of one post (``publisher preview``)."""
+        from starlette.responses import HTMLResponse
+
+        from publisher.preview import find_post, preview_page, preview_parts
+
+        if self.site is None:
+            return HTMLResponse("<p>The last build failed; see the terminal.</p>", status_code=503)
+        try:
+            post = find_post(self.site, slug)
+            page = preview_page(preview_parts(self.site, post), post.title)
+        except PublisherError as exc:
+            return HTMLResponse(f"<pre>{html.escape(str(exc))}</pre>", status_code=404)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     def extra_routes(self) -> list[BaseRoute]:
         """Routes mounted beside the preview (the subscription service, when available)."""
