@@ -424,3 +424,32 @@ def test_rate_limiter_spaces_messages():
     stop = Recorder()
     assert all(limiter.wait(stop) for _ in range(3))
     assert waits == [0.25, 0.5]
+
+
+def test_250_whose_write_fails_is_in_doubt_never_lost_h3(db_url: str, smtp_sink: SmtpSink):
+    from publisher.store import StoreError
+
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+
+    def broken(*args, **kwargs):
+        raise StoreError("database gone")
+
+    real = store.mark_sent
+    store.mark_sent = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="database gone"):
+        send(store, issue.id, smtp_sink)
+    store.mark_sent = real  # type: ignore[method-assign]
+    got = statuses(store, issue.id)
+    # The accepted message stays claimed; the other was given back untouched.
+    assert got == {
+        "reader1@example.com": DeliveryStatus.SENDING,
+        "reader2@example.com": DeliveryStatus.PENDING,
+    }
+    clock.advance(seconds=301)
+    report = send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold"))
+    assert report.recovered == 1
+    assert statuses(store, issue.id)["reader1@example.com"] == DeliveryStatus.IN_DOUBT
+    assert smtp_sink.copies()["<issue-1.1@blog.example.com>"] == 1
