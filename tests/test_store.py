@@ -46,7 +46,7 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("given", "stored"),
     [
-        ("Reader@EXAMPLE.COM", "Reader@example.com"),
+        ("Reader@EXAMPLE.COM", "reader@example.com"),
         ("  reader@example.com ", "reader@example.com"),
         ("reader@bücher.example", "reader@xn--bcher-kva.example"),
         ("reader+news@example.com", "reader+news@example.com"),

@@ -384,7 +384,12 @@ class ImportResult:
 
 
 def normalize_email(address: str) -> str:
-    """The stored form of an address: domain lower-cased, IDN as punycode (E3, D4).
+    """The stored form of an address: lower-cased, IDN domains as punycode (E3, D4).
+
+    The whole address is lower-cased: RFC 5321 lets a local part be case-sensitive,
+    but no mainstream provider treats it so, and readers who type ``Alice@`` once and
+    ``alice@`` later expect one subscription, not two (listmonk does the same).
+    ``+tags`` are kept: they are separate mailboxes at some providers.
 
     One strict validator (email-validator), never ``parseaddr`` (D5). Non-ASCII
     local parts are refused: they need SMTPUTF8, which Publisher does not use (F16).
@@ -398,8 +403,7 @@ def normalize_email(address: str) -> str:
     except email_validator.EmailNotValidError as exc:
         raise InvalidAddress(f"invalid email address {address!r}: {exc}") from None
     ascii_email = valid.ascii_email or valid.normalized
-    local, _, domain = ascii_email.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return ascii_email.lower()
 
 
 def _categories(values: Iterable[str]) -> tuple[str, ...]:
