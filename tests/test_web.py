@@ -27,7 +27,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from builders import make_config
+from builders import make_config, write_config, write_post
 from publisher.config import Config
 from publisher.errors import PublisherError
 from publisher.newsletter import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
@@ -46,7 +46,7 @@ from publisher.transports import transport_factory
 from publisher.web import Categories, WebService, create_app
 from publisher.web_input import ClientAddress, rate_key
 from publisher.web_mail import ConfirmationMailer, confirmation_message
-from smtp_sink import SmtpSink
+from smtp_sink import SmtpSink, free_port
 
 with warnings.catch_warnings():
     # Starlette 1.x asks for the httpx2 fork; the httpx client it wraps works the same.
@@ -959,3 +959,40 @@ def test_confirmation_from_header_round_trips(tmp_path: Path, name: str):
     assert decoded.endswith(" <news@blog.example.com>")
     shown = decoded.removesuffix(" <news@blog.example.com>")
     assert shown in (name, f'"{name}"', '"News, Inc. \\"Daily\\""')
+
+
+# --- the command (publisher web) -------------------------------------------------------------
+
+
+def test_publisher_web_serves_the_app_with_uvicorn(tmp_path: Path):
+    port = free_port()
+    write_config(tmp_path, web={"port": port})
+    write_post(tmp_path, "a.md", category="세계")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--site", str(tmp_path), "web", "--host", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **SECRET},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(f"Serving {WEB} at http://127.0.0.1:{port}/")
+        local = f"http://127.0.0.1:{port}/newsletter/"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                health = httpx.get(local + "health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "publisher web did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200
+        form = httpx.get(local + "subscribe", headers={"x-forwarded-for": "1.2.3.4"})
+        assert 'value="세계"' in form.text  # categories read from the posts
+        assert f'action="{WEB}subscribe"' in form.text  # URLs from config, not Host
+        assert "server" not in form.headers
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "/newsletter/" not in output  # no access log: paths carry tokens (S20)

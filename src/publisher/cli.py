@@ -44,6 +44,7 @@ def _register_commands() -> None:
     for command in (build_command, new_command, serve_command, config_command):
         cli.add_command(command)
     __import__("publisher.cli_newsletter").cli_newsletter.register(cli)  # subscribers, send, ...
+    cli.add_command(__import__("publisher.cli_web").cli_web.web_command)  # web
 
 
 def main() -> None:

@@ -158,12 +158,20 @@ def _run_preview(
     ctx: click.Context, host: str, port: int, *, drafts: bool, open_path: str | None
 ) -> None:
     """Serve the preview build (and rebuild on change); open ``open_path`` in a browser."""
+    from publisher.cli_web import preview_routes
     from publisher.preview_server import PreviewServer
 
     config = load_config(_root(ctx))
     base_url = f"http://{host}:{port}/"
-    config = dataclasses.replace(config, site=dataclasses.replace(config.site, base_url=base_url))
-    server = PreviewServer(config, drafts=drafts, live_reload=LIVE_RELOAD, log=_progress)
+    config = dataclasses.replace(
+        config,
+        site=dataclasses.replace(config.site, base_url=base_url),
+        web=dataclasses.replace(config.web, base_url=None),  # the service is mounted here too
+    )
+    routes, close_web = preview_routes(config)
+    server = PreviewServer(
+        config, drafts=drafts, live_reload=LIVE_RELOAD, log=_progress, routes=routes
+    )
     server.rebuild()
     watcher = threading.Thread(target=server.watch, daemon=True)
     watcher.start()
@@ -175,6 +183,7 @@ def _run_preview(
         server.serve(host, port)
     finally:
         server.stop()
+        close_web()
     sys.exit(0)
 
 

@@ -11,7 +11,7 @@ import html
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,9 +27,16 @@ from publisher.site import Site
 
 class PreviewServer:
     def __init__(
-        self, config: Config, *, drafts: bool, live_reload: str, log: Callable[[str], None]
+        self,
+        config: Config,
+        *,
+        drafts: bool,
+        live_reload: str,
+        log: Callable[[str], None],
+        routes: Sequence[BaseRoute] = (),
     ) -> None:
         self.config = config
+        self.routes = list(routes)
         self.drafts = drafts
         self.live_reload = live_reload
         self.log = log
@@ -115,7 +122,7 @@ class PreviewServer:
 
     def extra_routes(self) -> list[BaseRoute]:
         """Routes mounted beside the preview (the subscription service, when available)."""
-        return []
+        return list(self.routes)
 
     def serve(self, host: str, port: int) -> None:
         import uvicorn
@@ -128,10 +135,12 @@ class PreviewServer:
 
 
 def _reload_config(current: Config) -> Config:
-    """Re-read config.toml but keep the preview's local base_url."""
+    """Re-read config.toml but keep the preview's local base URLs (site and service)."""
     import dataclasses
 
     fresh = load_config(current.root)
     return dataclasses.replace(
-        fresh, site=dataclasses.replace(fresh.site, base_url=current.site.base_url)
+        fresh,
+        site=dataclasses.replace(fresh.site, base_url=current.site.base_url),
+        web=dataclasses.replace(fresh.web, base_url=current.web.base_url),
     )
