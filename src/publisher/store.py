@@ -1176,6 +1176,158 @@ class Store:
         """The dialect's INSERT, which has ``on_conflict_do_nothing/update``."""
         return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
 
+    # --- scheduler support ------------------------------------------------------------------
+    # Added for publisher.scheduler (issue 4). Additive only: no table, column or existing
+    # method changes. A job's consecutive failures are kept in ``settings`` under
+    # ``job_failures:<name>`` so back-off survives restarts (G5) without a migration.
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, replacing any earlier value."""
+        stmt = self._insert(settings).values(key=key, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
+        self._run(lambda c: c.execute(stmt))
+
+    def claim_due_job(
+        self, name: str, worker: str, lease: timedelta, *, ignore_backoff: bool = False
+    ) -> bool:
+        """Like :meth:`claim_job`, but only once the job's ``next_run_at`` has come (G5).
+
+        One ``UPDATE``: two schedulers can never both take a job (G4, G6).
+        """
+        now = self.clock()
+        due = or_(jobs.c.next_run_at.is_(None), jobs.c.next_run_at <= now)
+
+        def work(conn: Connection) -> bool:
+            conn.execute(self._insert(jobs).values(name=name).on_conflict_do_nothing())
+            free = or_(
+                jobs.c.claimed_by.is_(None), jobs.c.claimed_by == worker, jobs.c.lease_until < now
+            )
+            stmt = (
+                update(jobs)
+                .where(jobs.c.name == name, free, *(() if ignore_backoff else (due,)))
+                .values(claimed_by=worker, lease_until=now + lease)
+            )
+            return bool(conn.execute(stmt).rowcount)
+
+        return self._run(work)
+
+    def finish_job_run(
+        self, name: str, worker: str, *, error: str | None, next_run_at: datetime | None
+    ) -> int:
+        """Release job ``name`` and record this run; returns its consecutive failures.
+
+        Does nothing (returns -1) when ``worker`` no longer holds the job.
+        """
+        key = f"job_failures:{name}"
+
+        def work(conn: Connection) -> int:
+            stmt = (
+                update(jobs)
+                .where(jobs.c.name == name, jobs.c.claimed_by == worker)
+                .values(
+                    claimed_by=None,
+                    lease_until=None,
+                    last_run_at=self.clock(),
+                    last_error=error,
+                    next_run_at=next_run_at,
+                )
+            )
+            if not conn.execute(stmt).rowcount:
+                return -1
+            before = conn.execute(select(settings.c.value).where(settings.c.key == key))
+            failures = 0 if error is None else int(before.scalar_one_or_none() or 0) + 1
+            upsert = self._insert(settings).values(key=key, value=str(failures))
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[settings.c.key], set_={"value": str(failures)}
+                )
+            )
+            return failures
+
+        return self._run(work)
+
+    def release_job(self, name: str, claimed_by: str) -> bool:
+        """Free job ``name`` if ``claimed_by`` still holds it (a claimer known to be dead)."""
+        stmt = (
+            update(jobs)
+            .where(jobs.c.name == name, jobs.c.claimed_by == claimed_by)
+            .values(claimed_by=None, lease_until=None)
+        )
+        return self._run(lambda c: bool(c.execute(stmt).rowcount))
+
+    def job_states(self) -> list[JobState]:
+        """Every job row with its consecutive failures, by name."""
+
+        def work(conn: Connection) -> list[JobState]:
+            counts = conn.execute(
+                select(settings.c.key, settings.c.value).where(
+                    settings.c.key.like("job\\_failures:%", escape="\\")
+                )
+            )
+            failures = {k.partition(":")[2]: int(v) for k, v in counts}
+            rows = conn.execute(select(jobs).order_by(jobs.c.name)).mappings()
+            return [_job_state(r, failures.get(r["name"], 0)) for r in rows]
+
+        return self._run(work, write=False)
+
+    def record_published_many(
+        self, posts: Sequence[tuple[str, str]], published_at: datetime
+    ) -> list[str]:
+        """Record many ``(slug, digest)`` as public in one transaction; returns the new slugs."""
+
+        def work(conn: Connection) -> list[str]:
+            known = set(conn.execute(select(published.c.slug)).scalars())
+            fresh = [(slug, digest) for slug, digest in posts if slug not in known]
+            for slug, digest in fresh:
+                conn.execute(
+                    self._insert(published)
+                    .values(slug=slug, digest=digest, published_at=published_at)
+                    .values(issue_created=False)
+                    .on_conflict_do_nothing()
+                )
+            return [slug for slug, _ in fresh]
+
+        return self._run(work)
+
+    def published_posts(self) -> list[PublishedPost]:
+        """Every post ever made public, by slug."""
+        query = select(published).order_by(published.c.slug)
+
+        def work(conn: Connection) -> list[PublishedPost]:
+            return [
+                PublishedPost(r["slug"], r["digest"], r["published_at"], bool(r["issue_created"]))
+                for r in conn.execute(query).mappings()
+            ]
+
+        return self._run(work, write=False)
+
+    def mark_issues_created(self, slugs: Sequence[str]) -> None:
+        """:meth:`mark_issue_created` for many posts, in one transaction."""
+        if not slugs:
+            return
+        stmt = update(published).where(published.c.slug.in_(list(slugs)))
+        self._run(lambda c: c.execute(stmt.values(issue_created=True)))
+
+    def open_issues(self) -> list[IssueSummary]:
+        """Issues not done yet, oldest first, without their bodies (cheap to poll)."""
+        query = (
+            select(issues.c.id, issues.c.key, issues.c.status, issues.c.pause_reason)
+            .where(issues.c.status != IssueStatus.DONE)
+            .order_by(issues.c.id)
+        )
+
+        def work(conn: Connection) -> list[IssueSummary]:
+            return [
+                IssueSummary(r.id, r.key, IssueStatus(r.status), r.pause_reason)
+                for r in conn.execute(query)
+            ]
+
+        return self._run(work, write=False)
+
+    def issue_count(self) -> int:
+        query = select(func.count()).select_from(issues)
+        return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
+
 
 _ACTIVE = SubscriberStatus.ACTIVE
 
@@ -1335,3 +1487,47 @@ def _sqlite_engine(parsed: Any, busy_timeout: float) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+# --- scheduler support: results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One scheduler job as recorded in ``jobs`` (G5): who holds it, how it last went."""
+
+    name: str
+    claimed_by: str | None
+    lease_until: datetime | None
+    last_run_at: datetime | None
+    last_error: str | None
+    next_run_at: datetime | None
+    failures: int  # consecutive failed runs
+
+
+@dataclass(frozen=True)
+class PublishedPost:
+    slug: str
+    digest: str
+    published_at: datetime
+    issue_created: bool  # handled by the newsletter: an issue exists, or none is due
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    id: int
+    key: str
+    status: IssueStatus
+    pause_reason: str | None
+
+
+def _job_state(row: Any, failures: int) -> JobState:
+    return JobState(
+        name=row["name"],
+        claimed_by=row["claimed_by"],
+        lease_until=row["lease_until"],
+        last_run_at=row["last_run_at"],
+        last_error=row["last_error"],
+        next_run_at=row["next_run_at"],
+        failures=failures,
+    )

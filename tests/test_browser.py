@@ -1,0 +1,293 @@
+"""The whole subscription loop in a real browser: Chromium driven by Playwright.
+
+The real service, as ``publisher serve`` runs it: the blog built by
+PreviewServer with the subscription app mounted beside it
+(``cli_web.preview_routes``), served by uvicorn on a free loopback port. Mail
+goes by SMTP to the aiosmtpd sink; the newsletter is sent by publisher.sender.
+A visitor signs up from an article, confirms from the mail, gets an issue,
+changes preferences and unsubscribes from the mail's link; a second reader is
+unsubscribed by the RFC 8058 one-click POST a mail provider would send to the
+``List-Unsubscribe`` URL. Every page is saved to ``test-artifacts/``, and no
+page may trip its Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from builders import write_config, write_post
+from conftest import IN_CI, REPO
+from publisher.build import load_site
+from publisher.cli_web import preview_routes
+from publisher.config import Config, load_config
+from publisher.newsletter import render_post_issue
+from publisher.preview_server import PreviewServer
+from publisher.sender import MessageComposer, SendPolicy, new_issue, send_issue
+from publisher.site import post_path
+from publisher.store import Store, SubscriberStatus, utc_now
+from publisher.tokens import make_signer
+from publisher.transports import transport_factory
+from smtp_sink import SmtpSink, free_port
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _require_chromium() -> None:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class Server:
+    """uvicorn in a thread on 127.0.0.1:``port``."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def site(tmp_path: Path, smtp_sink: SmtpSink) -> Iterator[tuple[Config, str]]:
+    """A two-post site whose base_url is the loopback server, mailing to the sink."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/"
+    write_config(
+        tmp_path,
+        site={"base_url": base_url},
+        newsletter={"transport": "smtp"},
+        smtp={"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
+        database={"url": "sqlite:///publisher.db"},
+    )
+    write_post(tmp_path, "one.md", title="첫 글", date="2025-06-10 09:00", category="세계")
+    write_post(tmp_path, "two.md", title="둘째 글", date="2025-06-12 09:00", category="기술")
+    yield load_config(tmp_path), base_url
+
+
+def test_signup_confirm_newsletter_preferences_and_unsubscribe_in_chromium(
+    site: tuple[Config, str], smtp_sink: SmtpSink
+):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    config, base_url = site
+    shutil.rmtree(ARTIFACTS / "browser", ignore_errors=True)
+    (ARTIFACTS / "browser").mkdir(parents=True)
+    routes, close_web = preview_routes(config)
+    preview = PreviewServer(
+        config, drafts=False, live_reload="", log=lambda _m: None, routes=routes
+    )
+    preview.rebuild()
+    store = Store.open(config.database_url)
+    try:
+        port = int(base_url.rsplit(":", 1)[1].strip("/"))
+        with Server(preview.app(), port), sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                flow = Flow(browser.new_page(locale="ko-KR"), config, store, smtp_sink)
+                flow.run(base_url)
+            finally:
+                browser.close()
+    finally:
+        store.close()
+        close_web()
+        preview.stop()
+
+
+class Flow:
+    """The steps of the browser test, one method each; screenshots numbered in order."""
+
+    def __init__(self, page: Any, config: Config, store: Store, sink: SmtpSink) -> None:
+        self.page = page
+        self.config = config
+        self.store = store
+        self.sink = sink
+        self.shots = 0
+        self.csp_violations: list[str] = []
+        page.set_default_timeout(10_000)
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
+
+    def run(self, base_url: str) -> None:
+        reader, second = "reader@example.com", "second@example.com"
+        self.signup(base_url + post_path(self.post("one")), reader, "세계")
+        self.confirm(reader)
+        mail = self.send_issue("one", reader)
+        self.preferences(mail)
+        self.unsubscribe_in_browser(mail, reader)
+        self.signup(base_url, second, "기술")  # from the home page; post "two" is 기술
+        self.confirm(second)
+        self.one_click(self.send_issue("two", second), second)
+        self.archive()
+        assert self.csp_violations == []
+
+    # steps ------------------------------------------------------------------------------------
+
+    def signup(self, url: str, address: str, category: str) -> None:
+        self.page.goto(url)
+        self.shot(f"page {address}")
+        self.page.fill("#signup-email", address)
+        self.page.check(f"form.signup input[name=categories][value='{category}']")
+        with self.page.expect_navigation():
+            self.page.click("form.signup button[type=submit]")
+        assert self.heading() == "메일함을 확인해 주세요"
+        self.shot(f"signup accepted {address}")
+        assert self.status(address) == SubscriberStatus.PENDING
+
+    def confirm(self, address: str) -> None:
+        link = self.link(self.wait_for_mail(address, "구독 확인"), "confirm")
+        self.page.goto(link)
+        assert self.heading() == "구독 확인"
+        self.shot(f"confirm page {address}")
+        assert self.status(address) == SubscriberStatus.PENDING  # opening it changed nothing
+        with self.page.expect_navigation():
+            self.page.click("form.signup button[type=submit]")
+        assert self.heading() == "구독이 확인되었습니다"
+        self.shot(f"confirmed {address}")
+        assert self.status(address) == SubscriberStatus.ACTIVE
+
+    def send_issue(self, slug: str, address: str) -> EmailMessage:
+        site, _warnings = load_site(self.config, datetime.now(UTC))
+        post = self.post(slug)
+        issue, _ = self.store.create_issue(new_issue(render_post_issue(site, post), (post,)))
+        signer = make_signer(self.config, self.store, utc_now)
+        report = send_issue(
+            self.store,
+            issue.id,
+            transport_factory(self.config),
+            MessageComposer(self.config, signer, utc_now),
+            SendPolicy.from_config(self.config),
+        )
+        assert report.stop is None and report.sent == 1, report
+        mail = self.wait_for_mail(address, post.title)
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        return mail
+
+    def preferences(self, mail: EmailMessage) -> None:
+        self.page.goto(self.link(mail, "preferences"))
+        assert self.heading() == "구독 설정"
+        self.shot("preferences")
+        self.page.check("input[name=categories][value='기술']")
+        with self.page.expect_navigation():
+            self.page.click("button[value=save]")
+        assert "설정을 저장했습니다" in self.page.content()
+        self.shot("preferences saved")
+
+    def unsubscribe_in_browser(self, mail: EmailMessage, address: str) -> None:
+        self.page.goto(self.link(mail, "unsubscribe"))
+        assert self.heading() == "구독 해지"
+        self.shot("unsubscribe page")
+        assert self.status(address) == SubscriberStatus.ACTIVE
+        with self.page.expect_navigation():
+            self.page.click("form.signup button[type=submit]")
+        assert self.heading() == "구독이 해지되었습니다"
+        self.shot("unsubscribed")
+        assert self.status(address) == SubscriberStatus.UNSUBSCRIBED
+
+    def one_click(self, mail: EmailMessage, address: str) -> None:
+        """RFC 8058: the provider POSTs to the header's URL, no cookie, no redirect."""
+        header = str(mail["List-Unsubscribe"])
+        url = re.fullmatch(r"<(http://127\.0\.0\.1:\d+/newsletter/unsubscribe/[^>]+)>", header)
+        assert url is not None, header
+        response = httpx.post(
+            url[1],
+            content="List-Unsubscribe=One-Click",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            follow_redirects=False,
+        )
+        assert response.status_code == 200
+        assert self.status(address) == SubscriberStatus.UNSUBSCRIBED
+
+    def archive(self) -> None:
+        self.page.goto(self.config.web_base_url + "archive/")
+        assert self.heading() == "지난 뉴스레터"
+        self.shot("archive")
+        with self.page.expect_navigation():
+            self.page.click("ul.post-list a >> nth=0")
+        html = self.page.content()
+        assert "/unsubscribe/" not in html and "/preferences/" not in html  # S18
+        self.shot("archived issue")
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def post(self, slug: str) -> Any:
+        site, _warnings = load_site(self.config, datetime.now(UTC))
+        return next(p for p in site.posts if p.slug == slug)
+
+    def heading(self) -> str:
+        return str(self.page.inner_text("main h1")).strip()
+
+    def status(self, address: str) -> SubscriberStatus | None:
+        found = self.store.find_subscriber(address)
+        return None if found is None else found.status
+
+    def shot(self, name: str) -> None:
+        self.shots += 1
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        self.page.screenshot(
+            path=ARTIFACTS / "browser" / f"{self.shots:02d}-{slug}.png", full_page=True
+        )
+
+    def wait_for_mail(self, address: str, subject_part: str) -> EmailMessage:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for received in self.sink.received:
+                message = email.message_from_bytes(received.data, policy=policy.default)
+                if address in received.rcpt_tos and subject_part in str(message["Subject"]):
+                    assert isinstance(message, EmailMessage)
+                    return message
+            time.sleep(0.05)
+        raise AssertionError(f"no mail to {address} about {subject_part!r}")
+
+    def link(self, mail: EmailMessage, kind: str) -> str:
+        text = mail.get_body(preferencelist=("plain",))
+        assert text is not None
+        pattern = re.escape(self.config.web_base_url) + kind + r"/[A-Za-z0-9_-]+"
+        found = re.search(pattern, text.get_content())
+        assert found is not None, f"no {kind} link in the mail"
+        return found[0]
