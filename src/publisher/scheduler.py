@@ -200,6 +200,7 @@ class Runner:
         self.lease = timedelta(seconds=config.schedule.lease_seconds)
         self._composer = composer
         self._said: dict[str, str] = {}
+        self._nothing_queued: tuple[str | None, tuple[str, ...]] | None = None
         self.digests = digest_schedule(config)
 
     # the tick -------------------------------------------------------------------------------
@@ -377,13 +378,28 @@ class Runner:
             self._skip_while_disabled()
             return
         start = self.newsletter_start(run.now)
-        pending = self.store.posts_without_issue()
-        site = self._site(run) if pending else None
-        queued = self._eligible(site, pending, start) if site is not None else []
+        queued = self._queued(run, start)
         if self.digests is None:
             self._post_issues(run, queued)
         else:
             self._digest(run, self.digests, queued)
+
+    def _queued(self, run: _Pass, start: datetime) -> list[Post]:
+        """Published posts waiting for an issue, oldest first.
+
+        Posts withdrawn after publishing stay pending but are not public; while
+        the public site (its fingerprint) and the pending list stay the same,
+        the posts are not read again just to find that out.
+        """
+        pending = self.store.posts_without_issue()
+        if not pending:
+            return []
+        idle_key = (self.store.get_setting(BUILD_KEY), tuple(pending))
+        if idle_key == self._nothing_queued:
+            return []
+        queued = self._eligible(self._site(run), pending, start)
+        self._nothing_queued = None if queued else idle_key
+        return queued
 
     def newsletter_start(self, now: datetime) -> datetime:
         """``[newsletter].start`` as an instant, or the moment first seen enabled (recorded)."""
