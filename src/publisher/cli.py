@@ -45,6 +45,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     __import__("publisher.cli_newsletter").cli_newsletter.register(cli)  # subscribers, send, ...
     cli.add_command(__import__("publisher.cli_web").cli_web.web_command)  # web
+    cli.add_command(__import__("publisher.cli_run").cli_run.run_command)  # run
 
 
 def main() -> None:
