@@ -341,7 +341,9 @@ def test_unknown_category_is_400(web: Web):
 def test_a_new_category_is_accepted_after_a_reload(db_url: str, tmp_path: Path):
     names = [("세계",)]
     monotonic = [0.0]
-    categories = Categories(lambda: names[-1], min_age=60, monotonic=lambda: monotonic[0])
+    categories = Categories(
+        names[-1], lambda: names[-1], min_age=60, monotonic=lambda: monotonic[0]
+    )
     names.append(("세계", "과학"))
     assert categories.check(["과학"]) is None  # loaded a moment ago: not yet re-read
     monotonic[0] = 61.0
@@ -996,3 +998,51 @@ def test_publisher_web_serves_the_app_with_uvicorn(tmp_path: Path):
         process.terminate()
         output, _ = process.communicate(timeout=10)
     assert "/newsletter/" not in output  # no access log: paths carry tokens (S20)
+
+
+def test_publisher_serve_mounts_the_service_beside_the_preview(tmp_path: Path):
+    """The preview's pages post to the preview's own /newsletter/, not to production."""
+    port = free_port()
+    write_config(tmp_path, web={"base_url": "https://subscribe.example.net/news/"})
+    write_post(tmp_path, "a.md", category="세계")
+    command = [sys.executable, "-m", "publisher", "--site", str(tmp_path), "serve"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--no-open", "--no-drafts"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", **SECRET},
+    )
+    local = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                health = httpx.get(local + "newsletter/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "publisher serve did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200
+        page = httpx.get(local + "posts/a/").text
+        assert f'action="{local}newsletter/subscribe"' in page
+        signup = httpx.post(local + "newsletter/subscribe", data={"email": "p@example.com"})
+        assert signup.status_code == 200 and "subscribe.example.net" not in signup.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_service_at_the_root_of_its_own_host(make_web: WebFactory):
+    web = make_web(web={"base_url": "https://news.example.net/"})
+    form = web.client.get("https://news.example.net/subscribe")
+    assert form.status_code == 200
+    assert 'action="https://news.example.net/subscribe"' in form.text
+    assert "form-action https://news.example.net;" in form.headers["content-security-policy"]
+    assert "style-src https://blog.example.com;" in form.headers["content-security-policy"]
+    response = web.client.post(
+        "https://news.example.net/subscribe", data={"email": "r@example.com"}
+    )
+    assert response.status_code == 200
+    [(_, url)] = web.mails()
+    assert url.startswith("https://news.example.net/confirm/")
+    assert web.client.get(url).status_code == 200

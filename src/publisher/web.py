@@ -127,15 +127,16 @@ class Categories:
 
     def __init__(
         self,
+        names: tuple[str, ...],
         load: Callable[[], tuple[str, ...]],
         *,
         min_age: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.names = names
         self._load = load
         self._min_age = min_age
         self._monotonic = monotonic
-        self.names = load()
         self._loaded_at = monotonic()
 
     def check(self, values: Iterable[str]) -> tuple[str, ...] | None:
@@ -232,16 +233,16 @@ class WebService:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: WebStore,
+        keys: Sequence[bytes],
         mailer: Mailer,
         clock: Callable[[], datetime],
         categories: Categories,
         env: jinja2.Environment,
     ) -> None:
-        keys = load_keys(config, store, warn=log.warning)
         self.config = config
-        self.store = store
-        self.web_store = WebStore(store)
+        self.store = store.store
+        self.web_store = store
         self.mailer = mailer
         self.signer = TokenSigner(keys, clock)
         self.csrf = Csrf(keys)
@@ -592,9 +593,11 @@ def create_app(
     the posts and re-read when a signup names an unknown one.
     """
     env = env or make_environment(config)
-    fixed = tuple(categories) if categories is not None else None
-    load = (lambda: fixed) if fixed is not None else site_categories(config, clock)
-    service = WebService(config, store, mailer, clock, Categories(load), env)
+    load = site_categories(config, clock) if categories is None else _fixed(tuple(categories))
+    keys = load_keys(config, store, warn=log.warning)
+    service = WebService(
+        config, WebStore.open(store), keys, mailer, clock, Categories(load(), load), env
+    )
     headers = security_headers(config)
     inner = Starlette(
         routes=service.routes(),
@@ -620,6 +623,10 @@ def create_app(
     outer.router.redirect_slashes = False
     outer.state.web = service
     return outer
+
+
+def _fixed(names: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
+    return lambda: names
 
 
 def mount_path(config: Config) -> str:

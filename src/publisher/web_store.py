@@ -122,7 +122,13 @@ class WebStore:
         self.store = store
         self.clock: Clock = store.clock
         self._run = store._run  # the store's retrying transaction runner (H1, H3)
-        self._prepare()
+
+    @classmethod
+    def open(cls, store: Store) -> WebStore:
+        """Wrap ``store``, creating or checking the web tables first (H6)."""
+        web_store = cls(store)
+        web_store._prepare()
+        return web_store
 
     def _prepare(self) -> None:
         def work(conn: Connection) -> None:
