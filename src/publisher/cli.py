@@ -39,13 +39,23 @@ def cli(ctx: click.Context, site_dir: Path) -> None:
 
 def _register_commands() -> None:
     # Each command lives in the module of its stage; registered here in one place.
-    from publisher.cli_build import build_command, config_command, new_command, serve_command
+    # Imported here, not at the top, so `publisher --help` stays fast.
+    from publisher import cli_newsletter
+    from publisher.cli_build import (
+        build_command,
+        config_command,
+        new_command,
+        preview_command,
+        serve_command,
+    )
+    from publisher.cli_run import run_command
+    from publisher.cli_web import web_command
 
-    for command in (build_command, new_command, serve_command, config_command):
+    for command in (build_command, new_command, serve_command, preview_command, config_command):
         cli.add_command(command)
-    __import__("publisher.cli_newsletter").cli_newsletter.register(cli)  # subscribers, send, ...
-    cli.add_command(__import__("publisher.cli_web").cli_web.web_command)  # web
-    cli.add_command(__import__("publisher.cli_run").cli_run.run_command)  # run
+    cli_newsletter.register(cli)  # subscribers, send, status, migrate
+    cli.add_command(run_command)
+    cli.add_command(web_command)
 
 
 def main() -> None:
