@@ -12,8 +12,11 @@ $(BIN)/publisher: pyproject.toml
 	touch $(BIN)/publisher
 
 ## run: set up, then build the sample site and send due newsletters to the outbox (SQLite)
+# The demo reader (example.com is reserved, RFC 2606) makes the outbox show what subscribers get.
 run: $(BIN)/publisher
+	$(BIN)/publisher subscribers add reader@example.com
 	$(BIN)/publisher run --once
+	@echo "Blog: public/index.html   Mail: outbox/*.eml   Preview: $(BIN)/publisher serve"
 
 ## check: lint, format check, types and the whole test suite (what CI runs)
 check: lint types test
