@@ -86,14 +86,14 @@ def test_add_list_remove_export(tmp_path: Path, db_url: str, cli):
     assert code == 1 and "Nothing was added" in err
     assert cli("subscribers", "add", "a@example.com", "B@Example.com", "--category", "세계")[0] == 0
     assert cli("subscribers", "remove", "a@example.com")[1] == "unsubscribed a@example.com\n"
-    assert cli("subscribers", "list", "--status", "active")[1] == "B@example.com\tactive\t세계\n"
+    assert cli("subscribers", "list", "--status", "active")[1] == "b@example.com\tactive\t세계\n"
     export = tmp_path / "out.csv"
     assert cli("subscribers", "export", str(export))[0] == 0
     lines = export.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("email,status,categories,created_at")
     assert [line.split(",")[:2] for line in lines[1:]] == [
         ["a@example.com", "unsubscribed"],
-        ["B@example.com", "active"],
+        ["b@example.com", "active"],
     ]
 
 
