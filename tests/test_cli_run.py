@@ -25,6 +25,7 @@ from builders import write_config, write_post
 from conftest import REPO
 from publisher import cli as cli_module
 from publisher.cli_run import serve
+from publisher.config import load_config
 from publisher.store import DeliveryStatus, Store
 from sending import OPERATOR
 from smtp_sink import SmtpSink
@@ -50,12 +51,16 @@ def sample_site(tmp_path: Path) -> Path:
     return root
 
 
-def test_run_once_on_a_fresh_sample_site_builds_and_sends_nothing(sample_site: Path):
+def test_run_once_on_a_fresh_sample_site_without_subscribers_sends_nothing(sample_site: Path):
     first = invoke("--site", str(sample_site), "run", "--once")
     assert first.exit_code == 0, first.output
-    public = len(list((sample_site / "posts").glob("2025-*.md")))
-    assert f"site built; {public} posts published; {public} issues created; " in first.output
-    assert "messages: 0 sent, 0 failed, 0 in doubt" in first.output
+    start = load_config(sample_site).newsletter.start
+    assert isinstance(start, date)
+    dated = [p.name[:10] for p in (sample_site / "posts").glob("2025-*.md")]  # dated file names
+    mailed = sum(1 for day in dated if day >= start.isoformat())
+    summary = f"site built; {len(dated)} posts published; {mailed} issue"
+    assert summary in first.output and "messages: 0 sent, 0 failed, 0 in doubt" in first.output
+    assert "dated before the newsletter start" in first.output  # the back catalogue is skipped
     assert "waiting: next post due 2027-01-04 09:00 KST" in first.output
     assert (sample_site / "public/index.html").exists() and (sample_site / "publisher.db").exists()
     assert not (sample_site / "outbox").exists()  # no subscribers, no mail
@@ -67,7 +72,7 @@ def test_run_once_on_a_fresh_sample_site_builds_and_sends_nothing(sample_site: P
     status = invoke("--site", str(sample_site), "run", "--status")
     assert status.exit_code == 0, status.output
     assert "next post due: 2027-01-04 09:00 KST (how-to-read-economic-outlooks)" in status.output
-    assert f"issues: {public} in all, 0 not done" in status.output
+    assert f"issues: {mailed} in all, 0 not done" in status.output
 
 
 # --- the schedule loop (G5, G8, L5) -----------------------------------------------------------------
