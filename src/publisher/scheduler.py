@@ -28,7 +28,8 @@ start, cron plus a service) never do the same job at the same time (G4, G6):
    no issue has mailed yet, key ``digest:<local date>``; an empty digest is not
    sent; after downtime only the latest slot is made, so a digest missed while
    down goes out once, not once per missed slot. A digest for slot S waits until
-   a publish pass at or after S has recorded the posts (``published_as_of``).
+   a publish pass at or after S has recorded the posts (``published_as_of``);
+   between slots the posts are not read at all.
 3. ``send``: every issue not done goes to publisher.sender, which claims
    delivery rows one by one (§1.3) and owns the delivery policy (what happens to a
    message in doubt after a crash is written in its docstring). Paused issues are
@@ -378,11 +379,10 @@ class Runner:
             self._skip_while_disabled()
             return
         start = self.newsletter_start(run.now)
-        queued = self._queued(run, start)
         if self.digests is None:
-            self._post_issues(run, queued)
+            self._post_issues(run, self._queued(run, start))
         else:
-            self._digest(run, self.digests, queued)
+            self._digest(run, self.digests, start)
 
     def _queued(self, run: _Pass, start: datetime) -> list[Post]:
         """Published posts waiting for an issue, oldest first.
@@ -448,13 +448,15 @@ class Runner:
         if errors:
             raise errors[0]
 
-    def _digest(self, run: _Pass, schedule: DigestSchedule, queued: Sequence[Post]) -> None:
+    def _digest(self, run: _Pass, schedule: DigestSchedule, start: datetime) -> None:
+        """The digest of the latest slot, once; posts are only read when a slot is due."""
         slot = schedule.latest(run.now)
         handled = self.store.get_setting(DIGEST_KEY)
         if handled is not None and date.fromisoformat(handled) >= slot.day:
-            if queued:
+            pending = self.store.posts_without_issue()
+            if pending:
                 following = describe(schedule.following(run.now), schedule.zone)
-                why = f"digest waits until {following} ({_count(len(queued), 'post')} queued)"
+                why = f"digest waits until {following} ({_count(len(pending), 'post')} queued)"
                 self._waiting(run, "digest", why)
             return
         as_of = self._as_of()
@@ -462,7 +464,7 @@ class Runner:
             why = f"digest of {slot.day} waits for a publish pass after {self._local(slot.instant)}"
             self._waiting(run, "digest", why)
             return
-        self._make_digest(run, slot, queued)
+        self._make_digest(run, slot, self._queued(run, start))
         self.store.set_setting(DIGEST_KEY, slot.day.isoformat())
 
     def _make_digest(self, run: _Pass, slot: Slot, queued: Sequence[Post]) -> None:
