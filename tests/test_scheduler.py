@@ -522,7 +522,7 @@ def test_two_scheduler_processes_behind_a_barrier_publish_and_send_once(
 def test_a_job_held_by_a_live_scheduler_is_left_alone(make_rig: RigFactory):
     rig = make_rig(now=kst(2025, 6, 20, 9, 0))
     rig.post("news", "2025-06-20 09:00")
-    assert rig.store.claim_due_job(PUBLISH, "elsewhere:1:x", timedelta(seconds=30))
+    assert rig.store.claim_job(PUBLISH, "elsewhere:1:x", timedelta(seconds=30))
     summary = rig.tick()
     assert not summary.built
     assert "publish is being done by another scheduler (elsewhere:1:x)" in summary.waiting

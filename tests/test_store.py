@@ -245,12 +245,15 @@ def test_jobs_and_published_posts(db_url: str):
     store = open_store(db_url, clock)
     assert store.claim_job("tick", "a", timedelta(seconds=30))
     assert not store.claim_job("tick", "b", timedelta(seconds=30))
-    store.finish_job("tick", "a", error="boom", next_run_at=None)
-    assert store.claim_job("tick", "b", timedelta(seconds=30))
-    assert store.record_published("hello", "d" * 64, clock.now)
-    assert not store.record_published("hello", "d" * 64, clock.now)
+    retry_at = clock.now + timedelta(minutes=5)
+    assert store.finish_job("tick", "a", error="boom", next_run_at=retry_at) == 1
+    assert not store.claim_job("tick", "b", timedelta(seconds=30))  # backing off (G5)
+    assert store.claim_job("tick", "b", timedelta(seconds=30), ignore_backoff=True)
+    assert store.finish_job("tick", "a", error=None, next_run_at=None) == -1  # not a's any more
+    assert store.record_published_many([("hello", "d" * 64)], clock.now) == ["hello"]
+    assert store.record_published_many([("hello", "d" * 64)], clock.now) == []
     assert store.posts_without_issue() == ["hello"]
-    store.mark_issue_created("hello")
+    store.mark_issues_created(["hello"])
     assert store.posts_without_issue() == []
 
 

@@ -7,15 +7,11 @@ prints. Errors are PublisherErrors; publisher.cli turns them into exit 1.
 from __future__ import annotations
 
 import csv
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import make_msgid
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 import click
@@ -34,6 +30,7 @@ from publisher.sender import (
     resume_issue,
     send_issue,
 )
+from publisher.signals import stop_on_signals
 from publisher.site import Site, build_site
 from publisher.store import (
     Consent,
@@ -436,7 +433,7 @@ def _run_send(config: Config, store: Store, issue: Issue) -> None:
     composer = MessageComposer(config, _signer(config, store), utc_now)
     policy = SendPolicy.from_config(config)
     click.echo(f"sending issue {issue.key}: {issue.subject}", err=True)
-    with _stop_on_signals() as stop:
+    with stop_on_signals(_announce_stop) as stop:
         report = send_issue(
             store,
             issue.id,
@@ -449,22 +446,8 @@ def _run_send(config: Config, store: Store, issue: Issue) -> None:
     _print_report(issue, report)
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT set an event: the sender finishes its message in flight (G2)."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            click.echo(f"{signal.Signals(signum).name}: finishing the message in flight", err=True)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _announce_stop(signal_name: str) -> None:
+    click.echo(f"{signal_name}: finishing the message in flight", err=True)
 
 
 def _progress_printer() -> Callable[[Progress], None]:

@@ -15,14 +15,12 @@ the message in flight, the tick ends, the process exits 0 (G2).
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 
 import click
 import schedule
@@ -30,6 +28,7 @@ import schedule
 from publisher.config import load_config
 from publisher.errors import PublisherError
 from publisher.scheduler import Runner, TickSummary, scheduler_status, status_lines
+from publisher.signals import stop_on_signals
 from publisher.store import Store, utc_now
 from publisher.transports import transport_factory
 
@@ -65,7 +64,7 @@ def run_command(ctx: click.Context, once: bool, show_status: bool, verbose: bool
             for line in status_lines(config, scheduler_status(config, store, utc_now)):
                 click.echo(line)
             return
-        with _logging(verbose) as log, _stop_on_signals(log) as stop:
+        with _logging(verbose) as log, stop_on_signals(_announcer(log)) as stop:
             runner = Runner(config, store, utc_now, transport_factory(config), log, stop=stop)
             if once:
                 _report(runner.tick())
@@ -140,24 +139,8 @@ def _logging(verbose: bool) -> Iterator[logging.Logger]:
         log.removeHandler(handler)
 
 
-@contextmanager
-def _stop_on_signals(log: logging.Logger) -> Iterator[threading.Event]:
-    """SIGTERM/SIGINT set the returned event (G2); the old handlers come back afterwards."""
-    stop = threading.Event()
+def _announcer(log: logging.Logger) -> Callable[[str], None]:
+    def announce(signal_name: str) -> None:
+        log.info("%s: finishing the message in flight, then stopping", signal_name)
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        if not stop.is_set():
-            log.info(
-                "%s: finishing the message in flight, then stopping", signal.Signals(signum).name
-            )
-        stop.set()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signals can only be caught in the main thread (e.g. embedded use)
-        return
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return announce

@@ -10,7 +10,7 @@ cron. A tick is one idempotent pass: running it twice, in two processes at once,
 after a crash or after the clock jumped, does no more than running it once.
 
 A tick runs three **jobs**, in this order, each under a claim in the ``jobs``
-table (``Store.claim_due_job``: one ``UPDATE`` with a lease of
+table (``Store.claim_job``: one ``UPDATE`` with a lease of
 ``[schedule].lease_seconds``), so two schedulers on one database (a double
 start, cron plus a service) never do the same job at the same time (G4, G6):
 
@@ -221,7 +221,7 @@ class Runner:
         self, run: _Pass, name: str, state: JobState | None, work: Callable[[_Pass], None]
     ) -> None:
         early = self._inputs_changed_since_failure(name, state)
-        if not self.store.claim_due_job(name, self.name, self.lease, ignore_backoff=early):
+        if not self.store.claim_job(name, self.name, self.lease, ignore_backoff=early):
             self._explain_skip(run, name, state)
             return
         try:
@@ -229,7 +229,7 @@ class Runner:
         except Exception as exc:  # G5: recorded and backed off; the loop goes on
             self._record_failure(run, name, state, exc)
             return
-        self.store.finish_job_run(name, self.name, error=None, next_run_at=None)
+        self.store.finish_job(name, self.name, error=None, next_run_at=None)
         self._said.pop(f"job:{name}", None)
 
     def _record_failure(
@@ -238,7 +238,7 @@ class Runner:
         failures = (state.failures if state else 0) + 1
         retry_at = self.clock() + self.backoff.delay(failures)
         error = _describe_error(exc)
-        self.store.finish_job_run(name, self.name, error=error, next_run_at=retry_at)
+        self.store.finish_job(name, self.name, error=error, next_run_at=retry_at)
         if name in (PUBLISH, ISSUES):
             self.store.set_setting(FAILED_INPUTS_KEY + name, inputs_fingerprint(self.config))
         when = self._local(retry_at)
@@ -595,7 +595,7 @@ class _LeaseKeeper:
     def __call__(self) -> None:
         if time.monotonic() - self._last >= self.lease.total_seconds() / 3:
             self._last = time.monotonic()
-            self.store.claim_due_job(self.job, self.worker, self.lease, ignore_backoff=True)
+            self.store.claim_job(self.job, self.worker, self.lease, ignore_backoff=True)
 
 
 # --- pure helpers ------------------------------------------------------------------------------

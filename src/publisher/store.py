@@ -1113,59 +1113,6 @@ class Store:
 
         return self._run(work)
 
-    def claim_job(self, name: str, worker: str, lease: timedelta) -> bool:
-        """Take the lease on job ``name`` unless another live worker holds it (G4, G6)."""
-        now = self.clock()
-
-        def work(conn: Connection) -> bool:
-            conn.execute(self._insert(jobs).values(name=name).on_conflict_do_nothing())
-            stmt = (
-                update(jobs)
-                .where(
-                    jobs.c.name == name,
-                    or_(
-                        jobs.c.claimed_by.is_(None),
-                        jobs.c.claimed_by == worker,
-                        jobs.c.lease_until < now,
-                    ),
-                )
-                .values(claimed_by=worker, lease_until=now + lease)
-            )
-            return bool(conn.execute(stmt).rowcount)
-
-        return self._run(work)
-
-    def finish_job(
-        self, name: str, worker: str, *, error: str | None, next_run_at: datetime | None
-    ) -> None:
-        """Record a job run (its error, if any: G5) and release its lease."""
-        stmt = (
-            update(jobs)
-            .where(jobs.c.name == name, jobs.c.claimed_by == worker)
-            .values(
-                claimed_by=None,
-                lease_until=None,
-                last_run_at=self.clock(),
-                last_error=error,
-                next_run_at=next_run_at,
-            )
-        )
-        self._run(lambda c: c.execute(stmt))
-
-    def record_published(self, slug: str, digest: str, published_at: datetime) -> bool:
-        """Remember that a post went public; True the first time only (A20)."""
-        stmt = (
-            self._insert(published)
-            .values(slug=slug, digest=digest, published_at=published_at, issue_created=False)
-            .on_conflict_do_nothing()
-            .returning(published.c.slug)  # rowcount is unreliable here on psycopg
-        )
-        return self._run(lambda c: c.execute(stmt).scalar_one_or_none() is not None)
-
-    def mark_issue_created(self, slug: str) -> None:
-        stmt = update(published).where(published.c.slug == slug).values(issue_created=True)
-        self._run(lambda c: c.execute(stmt))
-
     def posts_without_issue(self) -> list[str]:
         query = select(published.c.slug).where(published.c.issue_created.is_(False))
         return self._run(lambda c: list(c.execute(query.order_by(published.c.slug)).scalars()))
@@ -1187,10 +1134,11 @@ class Store:
         stmt = stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
         self._run(lambda c: c.execute(stmt))
 
-    def claim_due_job(
+    def claim_job(
         self, name: str, worker: str, lease: timedelta, *, ignore_backoff: bool = False
     ) -> bool:
-        """Like :meth:`claim_job`, but only once the job's ``next_run_at`` has come (G5).
+        """Take the lease on job ``name`` unless another live worker holds it, and only
+        once its ``next_run_at`` (back-off after a failure) has come (G5).
 
         One ``UPDATE``: two schedulers can never both take a job (G4, G6).
         """
@@ -1211,7 +1159,7 @@ class Store:
 
         return self._run(work)
 
-    def finish_job_run(
+    def finish_job(
         self, name: str, worker: str, *, error: str | None, next_run_at: datetime | None
     ) -> int:
         """Release job ``name`` and record this run; returns its consecutive failures.
@@ -1302,7 +1250,7 @@ class Store:
         return self._run(work, write=False)
 
     def mark_issues_created(self, slugs: Sequence[str]) -> None:
-        """:meth:`mark_issue_created` for many posts, in one transaction."""
+        """Record that the issues of these published posts exist, in one transaction."""
         if not slugs:
             return
         stmt = update(published).where(published.c.slug.in_(list(slugs)))
