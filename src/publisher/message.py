@@ -124,7 +124,7 @@ def build_message(
         issue, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url
     )
     boundary = "=_" + hashlib.sha256(f"{message_id}\x00{issue.digest}".encode()).hexdigest()[:28]
-    message = _header_block(headers) + _body(text, html, boundary)
+    message = header_block(headers) + _body(text, html, boundary)
     if config.dkim.enabled:
         message = sign(config, message)
     return message
@@ -135,7 +135,7 @@ def make_message_id(issue_id: int, subscriber_id: int, config: Config) -> str:
     for name, value in (("issue_id", issue_id), ("subscriber_id", subscriber_id)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return f"<issue-{issue_id}.{subscriber_id}@{_site_host(config)}>"
+    return f"<issue-{issue_id}.{subscriber_id}@{site_host(config)}>"
 
 
 def encode_subject(subject: str) -> str:
@@ -192,7 +192,7 @@ def _headers(
         raise ValueError(f"the Date must be timezone-aware, got {date!r}")
     sender = normalize_address("From", config.newsletter.from_address)
     headers = [
-        ("From", _mailbox(config.from_name, sender)),
+        ("From", mailbox(config.from_name, sender)),
         ("To", normalize_address("To", to_address)),
         ("Subject", encode_subject(issue.subject)),
         ("Date", format_datetime(date)),
@@ -208,7 +208,8 @@ def _headers(
     return headers
 
 
-def _header_block(headers: list[tuple[str, str]]) -> bytes:
+def header_block(headers: list[tuple[str, str]]) -> bytes:
+    """Serialized header lines; each must be ASCII and within 998 octets (RFC 5322 2.1.1)."""
     block = "".join(f"{name}: {value}\r\n" for name, value in headers)
     for line in block.split("\r\n"):
         if len(line) > HARD_LINE_MAX or not line.isascii():
@@ -260,7 +261,7 @@ def _list_unsubscribe(config: Config, url: str) -> str:
     return value
 
 
-def _mailbox(name: str, address: str) -> str:
+def mailbox(name: str, address: str) -> str:
     """``name <address>``: an atom phrase, a quoted string, or encoded-words (RFC 2047 5(3)).
 
     A long non-ASCII name takes several encoded-words. Compliant readers join them
@@ -339,7 +340,8 @@ def _encoded_word(text: str) -> str:
     return _EW_START + base64.b64encode(text.encode("utf-8")).decode("ascii") + _EW_END
 
 
-def _site_host(config: Config) -> str:
+def site_host(config: Config) -> str:
+    """The blog's host name in ASCII (IDNA), for Message-IDs."""
     host = urlsplit(config.site.base_url).hostname or "localhost"
     return host.encode("idna").decode("ascii")
 

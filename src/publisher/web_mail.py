@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import secrets
 import threading
 import time
@@ -32,12 +31,18 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import urlsplit
 
 import jinja2
 
 from publisher.config import Config
-from publisher.message import check_free_text, encode_subject, normalize_address, sign
+from publisher.message import (
+    encode_subject,
+    header_block,
+    mailbox,
+    normalize_address,
+    sign,
+    site_host,
+)
 from publisher.templating import render
 from publisher.transports import Outcome, TransportFactory
 
@@ -46,8 +51,6 @@ log = logging.getLogger("publisher.web")
 TEXT_TEMPLATE = "web/confirmation_email.txt"
 HTML_TEMPLATE = "web/confirmation_email.html"
 _RETRY = (Outcome.TEMPORARY, Outcome.SERVER_DOWN)
-_HEADER_LINE_MAX = 998
-_ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 def confirmation_message(
@@ -60,12 +63,12 @@ def confirmation_message(
     message_id: str | None = None,
 ) -> bytes:
     """The confirmation mail as RFC 5322 bytes: the link is its only variable part."""
-    host = _host(config)
+    host = site_host(config)
     subject = f"{config.site.title} 뉴스레터 구독 확인"
     headers = [
         (
             "From",
-            _mailbox(config.from_name, normalize_address("From", config.newsletter.from_address)),
+            mailbox(config.from_name, normalize_address("From", config.newsletter.from_address)),
         ),
         ("To", normalize_address("To", to_address)),
         ("Subject", encode_subject(subject)),
@@ -83,34 +86,8 @@ def confirmation_message(
     body = EmailMessage(policy=policy.SMTP)
     body.set_content(render(env, TEXT_TEMPLATE, **context))
     body.add_alternative(render(env, HTML_TEMPLATE, **context), subtype="html")
-    message = _header_block(headers) + body.as_bytes()
+    message = header_block(headers) + body.as_bytes()
     return sign(config, message) if config.dkim.enabled else message
-
-
-def _mailbox(name: str, address: str) -> str:
-    """``name <address>``: an atom phrase, a quoted string, or encoded-words (RFC 2047 5(3))."""
-    if not name:
-        return address
-    check_free_text("From", name)
-    if _ATOM_PHRASE.fullmatch(name):
-        return f"{name} <{address}>"
-    if name.isascii():
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{quoted}" <{address}>'
-    return f"{encode_subject(name)}\r\n <{address}>"
-
-
-def _header_block(headers: list[tuple[str, str]]) -> bytes:
-    block = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    for line in block.split("\r\n"):
-        if len(line) > _HEADER_LINE_MAX or not line.isascii():
-            raise ValueError(f"header line is not ASCII or too long: {line[:40]!r}")
-    return block.encode("ascii")
-
-
-def _host(config: Config) -> str:
-    host = urlsplit(config.site.base_url).hostname or "localhost"
-    return host.encode("idna").decode("ascii")
 
 
 class ConfirmationMailer:
