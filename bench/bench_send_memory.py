@@ -22,14 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from builders import make_config, make_post  # noqa: E402
-
-from publisher.newsletter import render_post_issue  # noqa: E402
-from publisher.sender import MessageComposer, SendPolicy, new_issue, send_issue  # noqa: E402
-from publisher.site import build_site  # noqa: E402
-from publisher.store import Consent, ConsentMethod, NewSubscriber, Store  # noqa: E402
-from publisher.tokens import make_signer  # noqa: E402
-from publisher.transports import Outcome, SendResult, Stage  # noqa: E402
+from builders import make_config, make_post
+from publisher.newsletter import render_post_issue
+from publisher.sender import MessageComposer, SendPolicy, new_issue, send_issue
+from publisher.site import build_site
+from publisher.store import Consent, ConsentMethod, NewSubscriber, Store
+from publisher.tokens import make_signer
+from publisher.transports import Outcome, SendResult, Stage
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -50,7 +49,10 @@ def measure(folder: Path, subscribers: int) -> tuple[int, float]:
     store = Store.open(f"sqlite:///{folder}/bench.db", clock=lambda: NOW, migrate=True)
     chunk = 20_000
     for start in range(0, subscribers, chunk):
-        rows = [NewSubscriber(f"reader{n}@example.com") for n in range(start, min(start + chunk, subscribers))]
+        rows = [
+            NewSubscriber(f"reader{n}@example.com")
+            for n in range(start, min(start + chunk, subscribers))
+        ]
         store.import_subscribers(rows, Consent(ConsentMethod.IMPORT, "bench"))
     site = build_site(config, [make_post()], NOW)
     rendered = render_post_issue(site, site.posts[0])
@@ -68,7 +70,9 @@ def measure(folder: Path, subscribers: int) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=50_000)
     parser.add_argument("--baseline", type=int, default=1_000)
     args = parser.parse_args()
@@ -77,9 +81,15 @@ def main() -> None:
         (Path(tmp) / "b").mkdir()
         base_peak, base_time = measure(Path(tmp) / "a", args.baseline)
         peak, per_message = measure(Path(tmp) / "b", args.subscribers)
-    print(f"baseline: {args.baseline:>9,} subscribers  peak {base_peak / 1024:8.0f} KB  {base_time * 1000:.2f} ms/message")
-    print(f"measured: {args.subscribers:>9,} subscribers  peak {peak / 1024:8.0f} KB  {per_message * 1000:.2f} ms/message")
-    print(f"memory ratio (measured/baseline): {peak / base_peak:.2f}   time per message ratio: {per_message / base_time:.2f}")
+    print(
+        f"baseline: {args.baseline:>9,} subscribers  peak {base_peak / 1024:8.0f} KB  {base_time * 1000:.2f} ms/message"
+    )
+    print(
+        f"measured: {args.subscribers:>9,} subscribers  peak {peak / 1024:8.0f} KB  {per_message * 1000:.2f} ms/message"
+    )
+    print(
+        f"memory ratio (measured/baseline): {peak / base_peak:.2f}   time per message ratio: {per_message / base_time:.2f}"
+    )
 
 
 if __name__ == "__main__":
