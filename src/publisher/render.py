@@ -38,6 +38,7 @@ class MonthGroup:
 class Signup:
     action: str
     categories: tuple[str, ...]
+    archive: str  # the public archive of sent issues
 
 
 class PageRenderer:
@@ -48,7 +49,11 @@ class PageRenderer:
         self.env = env or make_environment(site.config)
         config = site.config
         self.signup = (
-            Signup(config.web_base_url + "subscribe", tuple(c.name for c in site.categories))
+            Signup(
+                config.web_base_url + "subscribe",
+                tuple(c.name for c in site.categories),
+                config.web_base_url + "archive/",
+            )
             if config.web.signup_form and config.newsletter.enabled
             else None
         )

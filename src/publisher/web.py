@@ -264,7 +264,7 @@ class WebService:
     # signup ---------------------------------------------------------------------------------
 
     async def subscribe_form(self, request: Request) -> Response:
-        signup = Signup(self.links.signup, self.categories.names)
+        signup = Signup(self.links.signup, self.categories.names, self.links.archive)
         return self.pages.render(
             "web/subscribe.html", title="뉴스레터 구독", private=False, signup=signup
         )
