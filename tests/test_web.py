@@ -42,10 +42,11 @@ from publisher.store import (
 )
 from publisher.templating import make_environment
 from publisher.tokens import Purpose, TokenSigner, load_keys
-from publisher.transports import transport_factory
+from publisher.transports import Outcome, SendResult, Stage, transport_factory
 from publisher.web import Categories, WebService, create_app
 from publisher.web_input import ClientAddress, rate_key
 from publisher.web_mail import ConfirmationMailer, confirmation_message
+from publisher.web_store import MailStatus
 from smtp_sink import SmtpSink, free_port
 
 with warnings.catch_warnings():
@@ -82,11 +83,11 @@ class RecordingMailer:
         self.sent: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def send_confirmation(self, recipient: str, confirm_url: str) -> bool:
+    def send_confirmation(self, recipient: str, confirm_url: str) -> SendResult:
         self.release.wait(10)  # a mail server that hangs until the test lets it go
         with self.lock:
             self.sent.append((recipient, confirm_url))
-        return True
+        return SendResult(Outcome.SENT, Stage.END, 250)
 
 
 @dataclass
@@ -138,10 +139,14 @@ WebFactory = Callable[..., Web]
 
 def _web_factory(db_url: str, root: Path, made: list[Web]) -> WebFactory:
     def make(
-        mailer: Any = None, store: Store | None = None, categories=CATEGORIES, **sections: Any
+        mailer: Any = None,
+        store: Store | None = None,
+        categories=CATEGORIES,
+        clock: FakeClock | None = None,
+        **sections: Any,
     ) -> Web:
         config = make_config(root, env=SECRET, **sections)
-        clock = FakeClock()
+        clock = clock or FakeClock()
         store = store or Store.open(db_url, clock=clock)
         mailer = mailer or RecordingMailer()
         try:
@@ -505,6 +510,9 @@ def test_twenty_parallel_signups_make_one_row_and_one_mail(smtp_web: Web, smtp_s
     assert smtp_web.store.count_subscribers() == 1
     assert smtp_web.service.queue.wait_idle(10)
     assert [r.rcpt_tos for r in smtp_sink.received] == [("race@example.com",)]
+    # One durable row, queued by the one signup that took the quota (E14, G1).
+    [row] = smtp_web.service.web_store.confirmation_mails()
+    assert (row.email, row.status, row.attempts) == ("race@example.com", MailStatus.SENT, 1)
 
 
 # --- tokens (E9, S4, S5, S10) --------------------------------------------------------------

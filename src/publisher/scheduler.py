@@ -34,7 +34,13 @@ start, cron plus a service) never do the same job at the same time (G4, G6):
    delivery rows one by one (§1.3) and owns the delivery policy (what happens to a
    message in doubt after a crash is written in its docstring). Paused issues are
    skipped with their reason. SIGTERM sets ``stop``: the message in flight is
-   finished and recorded, then the tick ends (G2).
+   finished and recorded, then the tick ends (G2). Before the issues, the same
+   job sends the double opt-in mails the web service queued and has not sent
+   (``confirmation_mails``, publisher.web_mail: claims with a lease, so the web
+   worker and the scheduler never send one row twice at once, G4), so a signup
+   made just before ``publisher web`` crashed is confirmed without waiting for
+   the web service to restart (G1). Databases the web service never used are
+   left alone (no ``web_schema_version``).
 
 Startup reconciliation is the same tick: issues created but not sent, retries
 that fell due while the process was down and ``sending`` rows of a dead process
@@ -101,9 +107,12 @@ from publisher.store import (
     JobState,
     Store,
 )
-from publisher.templating import template_dirs
+from publisher.templating import make_environment, template_dirs
 from publisher.tokens import make_signer
 from publisher.transports import TransportFactory
+from publisher.web_mail import ConfirmationDrain, ConfirmationMailer
+from publisher.web_store import VERSION_KEY as WEB_VERSION_KEY
+from publisher.web_store import WebStore
 
 Clock = Callable[[], datetime]
 Builder = Callable[[Config, datetime], BuildResult]
@@ -200,6 +209,7 @@ class Runner:
         self.name = name or worker_name()
         self.lease = timedelta(seconds=config.schedule.lease_seconds)
         self._composer = composer
+        self._confirmations: ConfirmationDrain | None = None
         self._said: dict[str, str] = {}
         self._nothing_queued: tuple[str | None, tuple[str, ...]] | None = None
         self.digests = digest_schedule(config)
@@ -494,6 +504,7 @@ class Runner:
     # 3. send ----------------------------------------------------------------------------------
 
     def _send(self, run: _Pass) -> None:
+        self._send_confirmations(run)
         policy = SendPolicy.from_config(self.config)
         for issue in self.store.open_issues():
             if self.stop.is_set():
@@ -508,6 +519,36 @@ class Runner:
                 StopReason.RATE_LIMITED,
             ):
                 return  # the same for every issue; the next tick tries again
+
+    def _send_confirmations(self, run: _Pass) -> None:
+        """Confirmation mails a web process queued; first, since a visitor waits for them."""
+        try:
+            drain = self._confirmation_drain()
+            report = None if drain is None else drain.run(self.stop)
+        except PublisherError as exc:  # never holds back the newsletter; the rows wait
+            self._waiting(run, "confirmations", f"confirmation mails wait: {exc.message}")
+            return
+        if report is not None and (report.sent or report.retrying or report.failed):
+            self.log.info(
+                "confirmation mails: %s sent, %s to retry, %s failed",
+                report.sent,
+                report.retrying,
+                report.failed,
+            )
+
+    def _confirmation_drain(self) -> ConfirmationDrain | None:
+        if self._confirmations is None:
+            if self.store.get_setting(WEB_VERSION_KEY) is None:
+                return None  # publisher web never ran on this database: nothing is queued
+            mailer = ConfirmationMailer(
+                self.config, make_environment(self.config), self.transports, self.clock
+            )
+            signer = make_signer(self.config, self.store, self.clock, warn=self.log.warning)
+            web_store = WebStore.open(self.store)
+            self._confirmations = ConfirmationDrain(
+                self.config, web_store, signer, mailer, name=self.name
+            )
+        return self._confirmations
 
     def _send_one(self, run: _Pass, issue: IssueSummary, policy: SendPolicy) -> SendReport | None:
         renew = _LeaseKeeper(self.store, SEND, self.name, self.lease)

@@ -21,8 +21,10 @@ answers with pages (publisher.web_pages). Decisions, by RELIABILITY id:
   a filled honeypot gets the normal answer and nothing is stored. A valid
   address gets at most a ``pending`` row; a confirmation mail is due only for
   pending or unsubscribed addresses and only within the per-address and global
-  quotas, and is queued for a worker thread. New, pending, active and
-  unsubscribed addresses all get the same 200 page, in about the same time.
+  quotas, and is queued as a ``confirmation_mails`` row in the signup
+  transaction; a worker thread sends it (publisher.web_mail: at-least-once,
+  picked up again after a crash). New, pending, active and unsubscribed
+  addresses all get the same 200 page, in about the same time.
 - Tokens (S1-S5, S10; publisher.tokens): purpose-bound; confirm links expire
   after ``[web].token_max_age_hours`` and die when the subscriber's state
   changes (E10); unsubscribe and preferences links never expire (CAN-SPAM and
@@ -49,7 +51,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import ParamSpec, Protocol, TypeVar
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import jinja2
@@ -86,7 +88,7 @@ from publisher.tokens import (
     unsubscribe_url,
 )
 from publisher.web_input import BadInput, ClientAddress, Form, rate_key, read_form
-from publisher.web_mail import ConfirmationJob, MailQueue
+from publisher.web_mail import ConfirmationDrain, ConfirmationWorker, Mailer
 from publisher.web_pages import (
     Link,
     Links,
@@ -108,12 +110,6 @@ REPEATABLE = frozenset({"categories"})
 RETRY_LOCKED_SECONDS = "5"
 HOUR = timedelta(hours=1)
 SIGNUP_TEMPLATE = "partials/signup.html"
-
-
-class Mailer(Protocol):
-    """Sends one confirmation mail (publisher.web_mail.ConfirmationMailer)."""
-
-    def send_confirmation(self, recipient: str, confirm_url: str) -> bool: ...
 
 
 # --- small parts -------------------------------------------------------------------------------
@@ -252,7 +248,8 @@ class WebService:
         self.client = ClientAddress(config.web.trusted_proxies)
         self.consent_version = consent_text_version(env)
         self.confirm_age = confirm_max_age(config)
-        self.queue = MailQueue(self._send_confirmation)
+        self.drain = ConfirmationDrain(config, store, self.signer, mailer)
+        self.queue = ConfirmationWorker(self.drain.run)
 
     async def _db(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await run_in_threadpool(func, *args, **kwargs)
@@ -295,7 +292,7 @@ class WebService:
             quotas=self._confirmation_quotas(address),
         )
         if result.send:
-            self.queue.submit(ConfirmationJob(result.subscriber_id, address, result.state_version))
+            self.queue.wake()  # the row is committed; the mail goes from the worker (S13)
         return self._accepted()
 
     def _confirmation_quotas(self, address: str) -> list[Quota]:
@@ -317,11 +314,6 @@ class WebService:
             "메일을 받은 주소에는 새 메일을 보내지 않습니다.",
             link=Link(self.links.home, "블로그로 돌아가기"),
         )
-
-    def _send_confirmation(self, job: ConfirmationJob) -> None:
-        token = self.signer.sign(Purpose.CONFIRM, job.subscriber_id, job.state_version)
-        if not self.mailer.send_confirmation(job.address, confirm_url(self.config, token)):
-            log.warning("confirmation mail for subscriber #%d not sent", job.subscriber_id)
 
     # confirm --------------------------------------------------------------------------------
 
@@ -612,6 +604,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        service.queue.start()  # sends what a stopped or crashed process left queued (G1)
         yield
         await run_in_threadpool(service.queue.close)
 

@@ -1,4 +1,4 @@
-"""The double opt-in confirmation mail, sent off the request path.
+"""The double opt-in confirmation mail, queued in the database and sent off the request path.
 
 What the mail holds (E2, S7): the site's own words, the site title and the
 confirmation link, nothing else. No text a visitor typed reaches it, not even
@@ -9,28 +9,41 @@ in publisher.message: every free-text value is checked for CR, LF, NUL and
 through email-validator (D4, D5); ``Auto-Submitted`` keeps vacation replies
 away (R10). It is DKIM-signed when ``[dkim].enabled``.
 
-Delivery policy: the request only puts a job on :class:`MailQueue`; one worker
-thread builds and sends it, so every signup answers in the same time whether
-or not a mail goes out (S13). A temporary failure is retried twice with
-back-off. Confirmation mails are at-most-once: a job still queued when the
-process dies is lost, and the visitor can sign up again once the per-address
-throttle allows (``[web].confirmations_per_address_hours``). Logs name the
-subscriber id, never the link (S20).
+Delivery policy (STYLE habit 6): **at-least-once**. The signup transaction
+inserts a ``confirmation_mails`` row (publisher.web_store) together with the
+pending subscriber and the quotas, so a committed signup always has its mail
+queued, and the per-address quota still allows one row per window (E4, E14).
+:class:`ConfirmationDrain` claims due rows with a lease (§1.3 step 1: ``BEGIN
+IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), signs the
+confirm link only then (bound to the row's ``state_version``, so the row holds
+no secret, S2), sends through the configured transport and marks the row sent
+right after the server's ``250``. Temporary failures (4xx, server down, no
+reply after DATA, AUTH refused, a transport that raises) are retried with
+doubling back-off up to :attr:`MailPolicy.attempts` attempts; a permanent
+refusal or a subscriber whose state changed since the signup (the link would
+be dead, E10) fails the row. The request only wakes :class:`ConfirmationWorker`,
+one thread per web process, so every signup answers in the same time whether or
+not a mail goes out (S13). The worker also drains at start-up and every
+``poll_seconds``, and ``publisher run`` drains in its send step, so rows a dead
+process left ``pending``, or ``sending`` with an expired lease, are sent later
+(G1, G3). A crash between the server's ``250`` and the ``sent`` commit sends that
+mail once more when the lease runs out: at most one duplicate confirmation
+mail, harmless because both links confirm the same state. Logs name the
+subscriber and row ids, never the link (S20).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol
 
 import jinja2
 
@@ -43,14 +56,20 @@ from publisher.message import (
     sign,
     site_host,
 )
+from publisher.sender import worker_name
+from publisher.store import StoreError
 from publisher.templating import render
-from publisher.transports import Outcome, TransportFactory
+from publisher.tokens import Purpose, TokenSigner, confirm_url
+from publisher.transports import Outcome, SendResult, Stage, TransportFactory
+from publisher.web_store import MAILABLE, ConfirmationMail, WebStore
 
 log = logging.getLogger("publisher.web")
 
 TEXT_TEMPLATE = "web/confirmation_email.txt"
 HTML_TEMPLATE = "web/confirmation_email.html"
-_RETRY = (Outcome.TEMPORARY, Outcome.SERVER_DOWN)
+# Retried with back-off. IN_DOUBT too (F9): at-least-once accepts one duplicate; AUTH_FAILED
+# (F13) because a fixed password should still get the mail out, within the attempts.
+RETRY = (Outcome.TEMPORARY, Outcome.SERVER_DOWN, Outcome.IN_DOUBT, Outcome.AUTH_FAILED)
 
 
 def confirmation_message(
@@ -90,8 +109,17 @@ def confirmation_message(
     return sign(config, message) if config.dkim.enabled else message
 
 
+class Mailer(Protocol):
+    """Sends one confirmation mail; :class:`ConfirmationMailer` in production."""
+
+    def send_confirmation(self, recipient: str, confirm_url: str) -> SendResult: ...
+
+
 class ConfirmationMailer:
-    """Sends one confirmation mail through the configured transport (outbox or SMTP)."""
+    """Sends one confirmation mail through the configured transport (outbox or SMTP), once.
+
+    Retries are the queue's business (:class:`ConfirmationDrain`), kept in the database.
+    """
 
     def __init__(
         self,
@@ -99,93 +127,187 @@ class ConfirmationMailer:
         env: jinja2.Environment,
         transports: TransportFactory,
         clock: Callable[[], datetime],
-        *,
-        attempts: int = 3,
-        retry_seconds: float = 2.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.env = env
         self.transports = transports
         self.clock = clock
-        self.attempts = attempts
-        self.retry_seconds = retry_seconds
-        self.sleep = sleep
 
-    def send_confirmation(self, recipient: str, confirm_url: str) -> bool:
-        """True when the server (or the outbox) took the message."""
+    def send_confirmation(self, recipient: str, confirm_url: str) -> SendResult:
         message = confirmation_message(
             self.config, self.env, to_address=recipient, confirm_url=confirm_url, date=self.clock()
         )
-        for attempt in range(self.attempts):
-            transport = self.transports()
-            try:
-                result = transport.send(self.config.newsletter.from_address, recipient, message)
-            finally:
-                transport.close()
-            if result.outcome == Outcome.SENT:
-                return True
-            log.warning("confirmation mail: %s (%s)", result.outcome, result.reply[:200])
-            if result.outcome not in _RETRY or attempt + 1 == self.attempts:
-                return False
-            self.sleep(self.retry_seconds * 2**attempt)
-        return False
+        transport = self.transports()
+        try:
+            return transport.send(self.config.newsletter.from_address, recipient, message)
+        finally:
+            transport.close()
 
 
 @dataclass(frozen=True)
-class ConfirmationJob:
-    subscriber_id: int
-    address: str
-    state_version: int
+class MailPolicy:
+    """Attempts, back-off and lease of the confirmation queue."""
+
+    attempts: int = 5  # then the row is failed (G13); the visitor may sign up again
+    backoff: timedelta = timedelta(minutes=1)  # doubled per attempt: 1, 2, 4, 8 minutes
+    lease: timedelta = timedelta(minutes=5)  # longer than any one SMTP conversation
+
+    @classmethod
+    def from_config(cls, config: Config) -> MailPolicy:
+        # A send makes a handful of SMTP round trips, each up to timeout_seconds (F10).
+        return cls(lease=max(cls.lease, timedelta(seconds=10 * config.smtp.timeout_seconds)))
+
+    def retry_at(self, now: datetime, attempts: int) -> datetime:
+        delay: timedelta = self.backoff * 2 ** max(attempts - 1, 0)
+        return now + delay
 
 
-class MailQueue:
-    """One worker thread taking jobs in order; started on the first job."""
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
 
-    def __init__(self, handle: Callable[[ConfirmationJob], None]) -> None:
-        self._handle = handle
-        self._jobs: queue.Queue[ConfirmationJob | None] = queue.Queue()
-        self._idle = threading.Condition()
-        self._pending = 0
+
+class ConfirmationDrain:
+    """One pass over the queue: claim a due row, send it, record the outcome, repeat."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: WebStore,
+        signer: TokenSigner,
+        mailer: Mailer,
+        *,
+        policy: MailPolicy | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.signer = signer
+        self.mailer = mailer
+        self.policy = policy or MailPolicy.from_config(config)
+        self.name = name or worker_name()
+
+    def run(self, stop: threading.Event | None = None) -> DrainReport:
+        """Send every mail due now; returns early when ``stop`` is set (G2)."""
+        report = DrainReport()
+        while stop is None or not stop.is_set():
+            # One row per claim: a stop leaves nothing claimed and unattempted.
+            claimed = self.store.claim_mails(self.name, 1, self.policy.lease)
+            if not claimed:
+                break
+            for mail in claimed:
+                self._deliver(mail, report)
+        return report
+
+    def _deliver(self, mail: ConfirmationMail, report: DrainReport) -> None:
+        unsendable = self._unsendable(mail)
+        if unsendable is not None:
+            log.info("confirmation mail #%d not sent: %s", mail.id, unsendable)
+            self.store.mark_mail_failed(mail.id, self.name, unsendable)
+            report.failed += 1
+            return
+        token = self.signer.sign(Purpose.CONFIRM, mail.subscriber_id, mail.state_version)
+        try:
+            result = self.mailer.send_confirmation(mail.email, confirm_url(self.config, token))
+        except Exception as exc:  # a broken transport must not stop the queue: retried
+            log.exception("confirmation mail #%d: the transport raised", mail.id)
+            result = SendResult(Outcome.TEMPORARY, Stage.CONNECT, reply=repr(exc))
+        self._record(mail, result, report)
+
+    def _unsendable(self, mail: ConfirmationMail) -> str | None:
+        if mail.attempts > self.policy.attempts:  # its lease ran out on the last attempt
+            return f"gave up after {self.policy.attempts} attempts"
+        if mail.subscriber_status not in MAILABLE:
+            return f"subscriber #{mail.subscriber_id} is {mail.subscriber_status or 'gone'}"
+        if mail.subscriber_version != mail.state_version:
+            # The link would be dead (E10): the state it confirms is gone.
+            return f"subscriber #{mail.subscriber_id} changed since the signup"
+        return None
+
+    def _record(self, mail: ConfirmationMail, result: SendResult, report: DrainReport) -> None:
+        if result.outcome == Outcome.SENT:
+            self.store.mark_mail_sent(mail.id)
+            report.sent += 1
+            return
+        reply = " ".join(str(part) for part in (result.code, result.reply) if part)
+        error = f"{result.outcome}: {reply}"[:500]  # the basic code too (F8)
+        if result.outcome in RETRY and mail.attempts < self.policy.attempts:
+            retry_at = self.policy.retry_at(self.store.clock(), mail.attempts)
+            log.warning("confirmation mail #%d: %s; retrying at %s", mail.id, error, retry_at)
+            self.store.mark_mail_retry(mail.id, self.name, error, retry_at)
+            report.retrying += 1
+            return
+        log.warning("confirmation mail #%d failed for good: %s", mail.id, error)
+        self.store.mark_mail_failed(mail.id, self.name, error)
+        report.failed += 1
+
+
+class ConfirmationWorker:
+    """The web process's sending thread: a pass when woken, at start and every ``poll_seconds``.
+
+    Nothing is kept in memory but "a pass is wanted"; the queue is the table.
+    """
+
+    def __init__(self, drain: Callable[[threading.Event], object], *, poll_seconds: float = 15.0):
+        self._drain = drain
+        self._poll = poll_seconds
+        self._cond = threading.Condition()
+        self._wanted = 0  # passes asked for; a pass covers every request made before it
+        self._done = 0
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
 
-    def submit(self, job: ConfirmationJob) -> None:
-        with self._idle:
-            self._pending += 1
-        self._ensure_started()
-        self._jobs.put(job)
+    def start(self) -> None:
+        """Start the thread (idempotent); its first pass picks up what a dead process left (G1)."""
+        self.wake()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until every submitted job is done; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Finish queued jobs, then stop the worker."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._jobs.put(None)
-            thread.join(timeout)
-
-    def _ensure_started(self) -> None:
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
+    def wake(self) -> None:
+        """Ask for a pass soon; called after a signup queued a mail. Never waits for it (S13)."""
+        with self._cond:
+            self._wanted += 1
+            if not self._stop.is_set() and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(
                     target=self._work, name="publisher-confirmations", daemon=True
                 )
                 self._thread.start()
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Ask for a pass and wait until one has run; False on timeout."""
+        self.wake()
+        with self._cond:
+            wanted = self._wanted
+            return self._cond.wait_for(lambda: self._done >= wanted, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the mail in flight and stop; queued rows stay in the database."""
+        with self._cond:
+            self._stop.set()
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
 
     def _work(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            try:
-                self._handle(job)
-            except Exception:  # a failed mail must not stop the worker
-                log.exception("confirmation mail for subscriber #%d failed", job.subscriber_id)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._stop.is_set() or self._wanted > self._done, self._poll
+                )
+                if self._stop.is_set():
+                    return
+                wanted = self._wanted
+            self._pass()
+            with self._cond:
+                self._done = max(self._done, wanted)
+                self._cond.notify_all()
+
+    def _pass(self) -> None:
+        try:
+            self._drain(self._stop)
+        except StoreError as exc:  # locked or unreachable (H1, H3): the next pass retries
+            log.warning("confirmation mails wait for the database: %s", exc)
+        except Exception:  # the thread must survive anything; the rows are safe
+            log.exception("confirmation mail pass failed")

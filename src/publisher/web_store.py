@@ -6,9 +6,10 @@ store's runner (``Store._run``), which retries SQLite ``database is locked``
 and dropped PostgreSQL connections and then raises ``StoreError``; the
 endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 
-- **Schema**: the ``web_counts`` table, versioned like the store's schema but
-  under the ``settings`` key ``web_schema_version``; a database written by a
-  newer Publisher is refused (H6). Created on first use, under an advisory lock
+- **Schema**: the ``web_counts`` and ``confirmation_mails`` tables, versioned
+  like the store's schema but under the ``settings`` key ``web_schema_version``
+  (additive migrations only); a database written by a newer Publisher is
+  refused (H6). Created on first use, under an advisory lock
   on PostgreSQL so two processes starting together do not both create it.
 - **Quotas** (E4, E5, S12): events per bucket and minute; a quota is "at most
   ``limit`` events in the last ``window``". Checking and counting happen in one
@@ -27,6 +28,15 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
   before an unsubscribe cannot resubscribe; a newer link (a new signup) can.
 - **Consent** (R10): the subscriber row keeps when, how (``web``), from which
   address and under which consent text; confirmation adds its own address.
+- **Confirmation mails** (web schema 2; STYLE habit 6, G1): a signup that may
+  mail inserts a ``confirmation_mails`` row in the signup transaction itself, so
+  a committed signup always has its mail queued and 20 parallel signups queue
+  one (E14). The row holds the address, the subscriber id and the
+  ``state_version`` the link will be signed for, never the link: the token is
+  signed when the mail is sent (publisher.web_mail). Rows are claimed like
+  deliveries (``store.py``): ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL, then ``UPDATE ... RETURNING`` with a lease; a
+  ``sending`` row whose lease ran out is due again (at-least-once).
 """
 
 from __future__ import annotations
@@ -40,15 +50,19 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
+    and_,
     delete,
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     update,
@@ -85,12 +99,44 @@ web_counts = Table(
 )
 
 
+# The durable queue of double opt-in mails (see the module docstring); no secret in it.
+confirmation_mails = Table(
+    "confirmation_mails",
+    web_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey(subscribers.c.id, ondelete="CASCADE"), nullable=False
+    ),
+    Column("email", String(320), nullable=False),
+    Column("state_version", Integer, nullable=False),  # the link confirms this state only (E10)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(200)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", Text),
+    Index("ix_confirmation_mails_due", "status", "next_attempt_at"),
+)
+
+
 def _web_migration_1(conn: Connection) -> None:
     web_metadata.create_all(conn, tables=[web_counts])
 
 
+def _web_migration_2(conn: Connection) -> None:
+    web_metadata.create_all(conn, tables=[confirmation_mails])
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
-WEB_MIGRATIONS = (_web_migration_1,)
+WEB_MIGRATIONS = (_web_migration_1, _web_migration_2)
+
+
+class MailStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -107,6 +153,25 @@ class SignupResult:
     subscriber_id: int
     state_version: int
     send: bool  # a confirmation mail is due now
+
+
+@dataclass(frozen=True)
+class ConfirmationMail:
+    """A ``confirmation_mails`` row; ``subscriber_*`` is the subscriber as it is now."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    state_version: int
+    created_at: datetime
+    status: MailStatus
+    attempts: int
+    next_attempt_at: datetime
+    claimed_by: str | None
+    lease_until: datetime | None
+    last_error: str | None
+    subscriber_status: SubscriberStatus | None = None
+    subscriber_version: int | None = None
 
 
 class ConfirmOutcome(StrEnum):
@@ -226,6 +291,7 @@ class WebStore:
             if self._take(conn, quotas, now) is not None:
                 return SignupResult(row.id, row.state_version, send=False)
             self._record_consent(conn, row.id, source, text_version, now)
+            self._queue_mail(conn, row.id, address, row.state_version, now)
             return SignupResult(row.id, row.state_version, send=True)
 
         return self._run(work)
@@ -271,6 +337,22 @@ class WebStore:
                 consent_method=ConsentMethod.WEB,
                 consent_source=source[:500],
                 consent_text_version=text_version[:100],
+            )
+        )
+
+    def _queue_mail(
+        self, conn: Connection, subscriber_id: int, address: str, state_version: int, now: datetime
+    ) -> None:
+        # In the signup transaction: no committed signup without its mail (G1, STYLE habit 6).
+        conn.execute(
+            insert(confirmation_mails).values(
+                subscriber_id=subscriber_id,
+                email=address,
+                state_version=state_version,
+                created_at=now,
+                status=MailStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
             )
         )
 
@@ -331,6 +413,106 @@ class WebStore:
 
         return self._run(work)
 
+    # confirmation mails -----------------------------------------------------------------------
+
+    def claim_mails(self, worker: str, limit: int, lease: timedelta) -> list[ConfirmationMail]:
+        """Claim up to ``limit`` due mails for ``worker`` (RELIABILITY §1.3 step 1, G4).
+
+        Due: ``pending`` and ``next_attempt_at`` reached, or ``sending`` with an
+        expired lease (its process died, maybe after the server took the mail: G1).
+        Committed before the mail is built. Each comes with its subscriber's state.
+        """
+        now = self.clock()
+        due = or_(
+            and_(
+                confirmation_mails.c.status == MailStatus.PENDING,
+                confirmation_mails.c.next_attempt_at <= now,
+            ),
+            and_(
+                confirmation_mails.c.status == MailStatus.SENDING,
+                confirmation_mails.c.lease_until < now,
+            ),
+        )
+
+        def work(conn: Connection) -> list[ConfirmationMail]:
+            found = (
+                select(confirmation_mails.c.id)
+                .where(due)
+                .order_by(confirmation_mails.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)  # SQLite: BEGIN IMMEDIATE serializes instead
+            )
+            ids = list(conn.execute(found).scalars())
+            if not ids:
+                return []
+            stmt = (
+                update(confirmation_mails)
+                .where(confirmation_mails.c.id.in_(ids), due)
+                .values(
+                    status=MailStatus.SENDING,
+                    claimed_by=worker,
+                    lease_until=now + lease,
+                    attempts=confirmation_mails.c.attempts + 1,
+                )
+                .returning(*confirmation_mails.c)
+            )
+            rows = list(conn.execute(stmt).mappings())
+            return sorted(self._with_subscribers(conn, rows), key=lambda m: m.id)
+
+        return self._run(work)
+
+    def _with_subscribers(self, conn: Connection, rows: list[Any]) -> list[ConfirmationMail]:
+        ids = {row["subscriber_id"] for row in rows}
+        query = select(subscribers.c.id, subscribers.c.status, subscribers.c.state_version)
+        states = {r.id: r for r in conn.execute(query.where(subscribers.c.id.in_(ids)))}
+        mails = []
+        for row in rows:
+            state = states.get(row["subscriber_id"])
+            mails.append(
+                _mail(
+                    row,
+                    subscriber_status=None if state is None else SubscriberStatus(state.status),
+                    subscriber_version=None if state is None else state.state_version,
+                )
+            )
+        return mails
+
+    def mark_mail_sent(self, mail_id: int) -> None:
+        """Right after the server took it. The server's word wins over any claim (§1.3 step 2)."""
+        self._finish_mail(mail_id, None, MailStatus.SENT, last_error=None)
+
+    def mark_mail_retry(self, mail_id: int, worker: str, error: str, retry_at: datetime) -> None:
+        """Pending again from ``retry_at`` (F1, F2, F11: temporary failures back off)."""
+        values = {"last_error": error[:1000], "next_attempt_at": retry_at}
+        self._finish_mail(mail_id, worker, MailStatus.PENDING, **values)
+
+    def mark_mail_failed(self, mail_id: int, worker: str, error: str) -> None:
+        """Given up: a permanent refusal, too many attempts, or a link that could not work."""
+        self._finish_mail(mail_id, worker, MailStatus.FAILED, last_error=error[:1000])
+
+    def _finish_mail(
+        self, mail_id: int, worker: str | None, status: MailStatus, **values: Any
+    ) -> None:
+        conditions = [confirmation_mails.c.id == mail_id]
+        if worker is None:
+            conditions.append(confirmation_mails.c.status != MailStatus.SENT)
+        else:  # only the claim holder settles a row another worker may have taken over
+            conditions.append(confirmation_mails.c.claimed_by == worker)
+            conditions.append(confirmation_mails.c.status == MailStatus.SENDING)
+        stmt = (
+            update(confirmation_mails)
+            .where(*conditions)
+            .values(status=status, claimed_by=None, lease_until=None, **values)
+        )
+        self._run(lambda conn: conn.execute(stmt))
+
+    def confirmation_mails(self) -> list[ConfirmationMail]:
+        """Every queued, sent and failed confirmation mail, oldest first (tests, operators)."""
+        query = select(confirmation_mails).order_by(confirmation_mails.c.id)
+        return self._run(
+            lambda conn: [_mail(r) for r in conn.execute(query).mappings()], write=False
+        )
+
     # helpers ----------------------------------------------------------------------------------
 
     def _insert(self, table: Table) -> Any:
@@ -341,6 +523,23 @@ class WebStore:
         conn.execute(
             stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
         )
+
+
+def _mail(row: Any, **subscriber: Any) -> ConfirmationMail:
+    return ConfirmationMail(
+        id=row["id"],
+        subscriber_id=row["subscriber_id"],
+        email=row["email"],
+        state_version=row["state_version"],
+        created_at=row["created_at"],
+        status=MailStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        claimed_by=row["claimed_by"],
+        lease_until=row["lease_until"],
+        last_error=row["last_error"],
+        **subscriber,
+    )
 
 
 def _minute(moment: datetime) -> datetime:
