@@ -3,12 +3,13 @@
 An aiosmtpd server on 127.0.0.1 whose hooks play scripted faults per recipient
 address or per message ordinal, and record what they accept::
 
-    sink.script("a@example.com", "rcpt", "451 4.7.1 greylisted")   # once, then 250
+    sink.script("a@example.com", "rcpt", "450 4.2.0 greylisted")   # once, then 250 (F2)
     sink.script("b@example.com", "rcpt", "550 5.1.1 no such user", times=None)
     sink.script("c@example.com", "data", DROP)        # record, close, never reply (F9)
     sink.script("d@example.com", "data", "250 OK", sleep=3)   # slow server (F10)
-    sink.at_message(3, "mail", "421 4.7.0 try later", close=True)   # F14
+    sink.at_message(3, "mail", "421 4.7.0 try later", close=True)   # F1, F15
     event = sink.data_event(2, hold=30)   # set at the 2nd DATA, reply held 30 s (G1)
+    sink.handler.clock = clock   # stamps rcpt_log: each RCPT with the test clock (F15)
 
 ``received`` lists every message the server has taken (envelope, bytes and
 Message-ID): a message counts as received once its DATA is complete, even if
@@ -25,7 +26,7 @@ import ssl
 import subprocess
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -69,6 +70,9 @@ class ScriptedHandler:
         self._by_address: dict[tuple[str, str], list[Rule]] = {}
         self._by_ordinal: dict[tuple[str, int], Rule] = {}
         self._events: dict[int, tuple[threading.Event, float]] = {}
+        # Every RCPT (refused ones too) with ``clock()`` at its arrival, when a clock is set.
+        self.clock: Callable[[], Any] | None = None
+        self.rcpt_log: list[tuple[str, Any]] = []
 
     # scripting ----------------------------------------------------------------------------
 
@@ -114,6 +118,11 @@ class ScriptedHandler:
         with self.lock:
             return [addr for r in self.received for addr in r.rcpt_tos]
 
+    def rcpts(self) -> list[tuple[str, Any]]:
+        """Every RCPT so far, refused or not, as (address, clock() when it arrived)."""
+        with self.lock:
+            return list(self.rcpt_log)
+
     # aiosmtpd hooks -----------------------------------------------------------------------
 
     async def handle_EHLO(
@@ -141,6 +150,8 @@ class ScriptedHandler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str | None:
+        with self.lock:
+            self.rcpt_log.append((address, self.clock() if self.clock else None))
         rule = self._take(address, "rcpt") or self._take_ordinal("rcpt")
         if rule is not None:
             status = await self._play(server, rule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -14,6 +14,7 @@ from publisher.sender import (
     RateLimiter,
     SendPolicy,
     StopReason,
+    Throttle,
     resume_issue,
     send_issue,
 )
@@ -62,6 +63,34 @@ def send(store: Store, issue_id: int, sink: SmtpSink, p: SendPolicy | None = Non
     )
 
 
+class FakeSleep:
+    """The injected cool-down sleep (F15): records each wait and moves the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+            self.clock.advance(seconds=seconds)
+
+
+def throttled_run(db_url: str, sink: SmtpSink, subscribers: int):
+    """A store on a fake clock with ``subscribers`` readers and an issue; the sink stamps
+    every RCPT with that clock."""
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, subscribers)
+    sink.handler.clock = clock
+    return clock, store, make_issue(store), FakeSleep(clock)
+
+
+def addresses(log: list[tuple[str, datetime]]) -> list[str]:
+    return [address.partition("@")[0] for address, _ in log]
+
+
 def test_rerun_mails_nobody_twice(db_url: str, smtp_sink: SmtpSink):
     store = open_store(db_url)
     add_subscribers(store, 5)
@@ -97,19 +126,27 @@ def test_category_filter(db_url: str, smtp_sink: SmtpSink):
     ]
 
 
-def test_451_is_retried_after_backoff_f2(db_url: str, smtp_sink: SmtpSink):
+@pytest.mark.parametrize(
+    ("reply", "enhanced"),
+    [("451 4.2.0 greylisted", "4.2.0"), ("451 greylisted, come back later", None)],
+)
+def test_451_is_retried_after_backoff_f2(
+    db_url: str, smtp_sink: SmtpSink, reply: str, enhanced: str | None
+):
     clock = FakeClock()
     store = open_store(db_url, clock)
     add_subscribers(store, 3)
     issue = make_issue(store)
-    smtp_sink.script("reader2@example.com", "rcpt", "451 4.7.1 greylisted")
-    report = send(store, issue.id, smtp_sink)
+    smtp_sink.script("reader2@example.com", "rcpt", reply)
+    sleep = FakeSleep(clock)
+    report = send(store, issue.id, smtp_sink, sleep=sleep)
     row = rows(store, issue.id)["reader2@example.com"]
     assert (report.sent, report.failed_temp, report.done) == (2, 1, False)
+    assert (report.stop, report.throttled, sleep.waits) == (None, 0, [])  # not F15: no pause
     assert (row.status, row.last_code, row.last_enhanced_code) == (
         DeliveryStatus.FAILED_TEMP,
         451,
-        "4.7.1",
+        enhanced,
     )
     assert timedelta(seconds=48) <= row.next_attempt_at - clock.now <= timedelta(seconds=72)
     assert report.next_retry_at == row.next_attempt_at
@@ -250,15 +287,122 @@ def test_slow_server_timeout_during_data_is_in_doubt_f10(db_url: str, smtp_sink:
     assert got["reader2@example.com"].status == DeliveryStatus.FAILED_TEMP
 
 
-def test_421_on_nth_message_reconnects_and_others_are_sent_f14(db_url: str, smtp_sink: SmtpSink):
-    store = open_store(db_url)
+def test_drop_on_nth_message_reconnects_and_others_are_sent_f14(db_url: str, smtp_sink: SmtpSink):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
     add_subscribers(store, 5)
     issue = make_issue(store)
-    smtp_sink.at_message(3, "mail", "421 4.7.0 closing connection", close=True)
-    report = send(store, issue.id, smtp_sink)
-    assert (report.sent, report.done) == (5, True)
+    smtp_sink.at_message(3, "mail", DROP)
+    sleep = FakeSleep(clock)
+    report = send(store, issue.id, smtp_sink, sleep=sleep)
+    assert (report.sent, report.done, sleep.waits) == (5, True, [])  # retried at once
     assert sorted(smtp_sink.copies().values()) == [1] * 5
     assert smtp_sink.connections == 2
+
+
+def test_421_on_nth_message_reconnects_after_a_cool_down_f1(db_url: str, smtp_sink: SmtpSink):
+    clock, store, issue, sleep = throttled_run(db_url, smtp_sink, 5)
+    smtp_sink.at_message(3, "mail", "421 4.7.0 closing connection", close=True)
+    report = send(store, issue.id, smtp_sink, sleep=sleep)
+    assert (report.sent, report.throttled, report.done, sleep.waits) == (5, 1, True, [30.0])
+    assert sorted(smtp_sink.copies().values()) == [1] * 5
+    assert smtp_sink.connections == 2
+    assert rows(store, issue.id)["reader3@example.com"].attempt == 1  # the 421 did not count
+    assert [t for _, t in smtp_sink.rcpts()[2:]] == [clock.now] * 3  # all after the cool-down
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_rate_limit_reply_pauses_every_worker_f15(
+    db_url: str, smtp_sink: SmtpSink, concurrency: int
+):
+    clock, store, issue, sleep = throttled_run(db_url, smtp_sink, 12)
+    smtp_sink.script("reader2@example.com", "rcpt", "451 4.7.1 rate limited, slow down")
+    start = clock.now
+    report = send(store, issue.id, smtp_sink, policy(concurrency=concurrency), sleep=sleep)
+    assert (report.sent, report.throttled, report.failed_temp) == (12, 1, 0)
+    assert (report.done, report.stop) == (True, None)
+    log = smtp_sink.rcpts()
+    refused = addresses(log).index("reader2")
+    resume = start + timedelta(seconds=30)
+    during = [a for a, t in log[refused + 1 :] if t < resume]
+    # Nobody starts a message during the cool-down; only messages already in flight
+    # on the other workers may reach the server.
+    assert len(during) <= concurrency - 1
+    assert sleep.waits and sleep.waits[0] == 30.0
+    row = rows(store, issue.id)["reader2@example.com"]
+    assert (row.status, row.attempt) == (DeliveryStatus.SENT, 1)  # the 451 did not count
+    assert sorted(smtp_sink.copies().values()) == [1] * 12
+
+
+def test_repeated_throttling_ends_the_run_with_rows_intact_f15(db_url: str, smtp_sink: SmtpSink):
+    clock, store, issue, sleep = throttled_run(db_url, smtp_sink, 3)
+    smtp_sink.script("reader1@example.com", "rcpt", "451 4.7.1 slow down", times=4)
+    report = send(store, issue.id, smtp_sink, sleep=sleep)
+    # 30, 60 and 120 s are waited out; 240 s is more than half the 300 s lease.
+    assert sleep.waits == [30.0, 60.0, 120.0]
+    resume = clock.now + timedelta(seconds=240)
+    assert (report.stop, report.sent, report.throttled, report.done) == (
+        StopReason.THROTTLED,
+        0,
+        4,
+        False,
+    )
+    assert report.next_retry_at == resume
+    assert "slow down (451 4.7.1 slow down)" in report.detail
+    assert f"resuming at {resume:%Y-%m-%d %H:%M} UTC" in report.detail
+    assert set(statuses(store, issue.id).values()) == {DeliveryStatus.PENDING}
+    assert {d.attempt for d in store.iter_deliveries(issue.id)} == {0}
+    assert addresses(smtp_sink.rcpts()) == ["reader1"] * 4 and smtp_sink.received == []
+    # A restarted process respects the stored cool-down without asking the server.
+    restarted = open_store(db_url, clock)
+    again = send(restarted, issue.id, smtp_sink, sleep=sleep)
+    assert (again.stop, again.next_retry_at, len(smtp_sink.rcpts())) == (
+        StopReason.THROTTLED,
+        resume,
+        4,
+    )
+    clock.advance(seconds=240)
+    final = send(restarted, issue.id, smtp_sink, sleep=sleep)
+    assert (final.sent, final.done) == (3, True)
+    assert rows(restarted, issue.id)["reader1@example.com"].attempt == 1
+
+
+def test_cool_down_resets_after_accepted_messages_f15(db_url: str, smtp_sink: SmtpSink):
+    _clock, store, issue, sleep = throttled_run(db_url, smtp_sink, 6)
+    smtp_sink.script("reader2@example.com", "rcpt", "451 4.7.1 slow down")
+    smtp_sink.script("reader5@example.com", "rcpt", "421 4.7.28 unusual rate of mail")
+    report = send(store, issue.id, smtp_sink, policy(throttle_reset_after=2), sleep=sleep)
+    assert (report.sent, report.throttled, report.done) == (6, 2, True)
+    assert sleep.waits == [30.0, 30.0]  # not 60: reader2 and reader3 went through between
+
+
+def test_throttle_long_after_the_last_one_starts_from_the_base_f15(db_url: str):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    p = policy()
+    throttle = Throttle(store, p, RateLimiter(0))
+    for _ in range(3):
+        throttle.throttled("451 4.7.1 slow down")
+        clock.advance(seconds=throttle.remaining())
+    throttle.throttled("again")  # the fourth in a row: 240 s
+    assert throttle.remaining() == 240.0
+    clock.advance(seconds=240 + p.throttle_max_seconds + 1)
+    later = Throttle(store, p, RateLimiter(0))  # another process reads the stored level
+    later.throttled("much later")
+    assert later.remaining() == 30.0
+
+
+def test_throttled_row_past_max_retry_hours_gives_up_g13(db_url: str, smtp_sink: SmtpSink):
+    clock, store, issue, sleep = throttled_run(db_url, smtp_sink, 1)
+    store.snapshot(issue.id)
+    claimed = store.claim(issue.id, "elsewhere:1:x/0", 1, timedelta(seconds=1))
+    store.release("elsewhere:1:x/0", [claimed[0].id])  # first tried long ago
+    clock.advance(hours=73)
+    smtp_sink.script("reader1@example.com", "rcpt", "451 4.7.1 slow down")
+    report = send(store, issue.id, smtp_sink, sleep=sleep)
+    row = rows(store, issue.id)["reader1@example.com"]
+    assert (report.failed_perm, report.throttled, row.status) == (1, 0, DeliveryStatus.FAILED_PERM)
+    assert "gave up" in (row.last_reply or "")
 
 
 def test_auth_failure_pauses_and_fails_no_row_f13(
@@ -424,6 +568,31 @@ def test_rate_limiter_spaces_messages():
     stop = Recorder()
     assert all(limiter.wait(stop) for _ in range(3))
     assert waits == [0.25, 0.5]
+
+
+def test_rate_limiter_halves_and_recovers_f15():
+    limiter = RateLimiter(4, monotonic=lambda: 0.0)
+    limiter.slow_down()
+    limiter.slow_down()
+    assert limiter.rate == 1.0
+    limiter.speed_up()
+    assert limiter.rate == 2.0
+    limiter.speed_up()
+    limiter.speed_up()  # nothing left to undo
+    assert limiter.rate == 4.0
+
+
+def test_rate_limiter_without_a_rate_halves_the_recent_pace_f15():
+    now = [0.0]
+    limiter = RateLimiter(0, monotonic=lambda: now[0])
+    stop = threading.Event()
+    for i in range(5):
+        now[0] = i * 0.1  # ten messages a second
+        assert limiter.wait(stop)
+    limiter.slow_down()
+    assert limiter.rate == pytest.approx(5.0)
+    limiter.speed_up()
+    assert limiter.rate == 0  # no limit again
 
 
 def test_250_whose_write_fails_is_in_doubt_never_lost_h3(db_url: str, smtp_sink: SmtpSink):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from publisher.transports import (
     SmtpTransport,
     Stage,
     classify,
+    is_throttle,
     smtp_settings,
     transport_factory,
 )
@@ -72,12 +75,13 @@ def test_wire_format_dot_stuffed_crlf_d6(smtp: SmtpTransport, smtp_sink: SmtpSin
     assert b"\n" not in data.replace(b"\r\n", b"")
 
 
-def test_451_greylisting_is_temporary_then_sent_f2(smtp: SmtpTransport, smtp_sink: SmtpSink):
-    smtp_sink.script("a@example.com", "rcpt", "451 4.7.1 greylisted, try later")
+def test_450_greylisting_is_temporary_then_sent_f2(smtp: SmtpTransport, smtp_sink: SmtpSink):
+    smtp_sink.script("a@example.com", "rcpt", "450 4.2.0 greylisted, try later")
     first = smtp.send(FROM, "a@example.com", message())
-    assert (first.outcome, first.stage, first.code) == (Outcome.TEMPORARY, Stage.RCPT, 451)
-    assert first.enhanced_code == "4.7.1"
+    assert (first.outcome, first.stage, first.code) == (Outcome.TEMPORARY, Stage.RCPT, 450)
+    assert first.enhanced_code == "4.2.0"
     assert not first.connection_lost  # RSET, same connection
+    assert not first.throttled  # one recipient's matter, not the server's (F2, F15)
     assert smtp.send(FROM, "a@example.com", message()).outcome == Outcome.SENT
     assert smtp_sink.connections == 1
 
@@ -150,7 +154,66 @@ def test_421_closes_connection_and_next_message_reconnects_f1_f14(
     ]
     assert [o.outcome for o in outcomes] == [Outcome.SENT, Outcome.TEMPORARY, Outcome.SENT]
     assert outcomes[1].connection_lost and outcomes[1].code == 421
+    assert outcomes[1].throttled and not outcomes[0].throttled  # F15
     assert smtp_sink.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply", "throttled"),
+    [
+        ("rcpt", "451 4.7.1 rate limited, slow down", True),  # the catalogue's F15
+        ("mail", "421 4.7.0 [TSS04] temporarily deferred", True),  # Yahoo
+        ("rcpt", "421 4.7.28 unusual rate of mail, try later", True),  # Gmail
+        ("data", "451 4.7.0 too many messages", True),
+        ("rcpt", "450 4.2.0 greylisted", False),  # F2: that recipient only
+        ("rcpt", "451 greylisted, come back later", False),  # no enhanced code
+        ("rcpt", "452 4.5.3 too many recipients", False),  # F3
+        ("rcpt", "450 4.2.1 receiving mail too quickly", False),  # one mailbox's rate
+        ("data", "554 5.7.1 policy rejection", False),  # permanent, F6
+    ],
+)
+def test_throttling_replies_are_flagged_f15(
+    smtp: SmtpTransport, smtp_sink: SmtpSink, stage: str, reply: str, throttled: bool
+):
+    if stage == "mail":
+        smtp_sink.at_message(1, stage, reply)  # MAIL is scripted by ordinal
+    else:
+        smtp_sink.script("a@example.com", stage, reply)
+    result = smtp.send(FROM, "a@example.com", message())
+    assert result.throttled is throttled
+    assert result.outcome in (Outcome.TEMPORARY, Outcome.CONTENT_REJECTED)  # unchanged
+    assert result.code == int(reply[:3])
+
+
+def test_is_throttle_table_f15():
+    assert is_throttle(421, None) and is_throttle(421, "4.3.2") and is_throttle(451, "4.7.1")
+    assert is_throttle(450, "4.7.999")
+    assert not is_throttle(451, "4.3.0") and not is_throttle(451, None)
+    assert not is_throttle(550, "5.7.1") and not is_throttle(None, None)
+
+
+def test_421_greeting_is_server_down_and_throttled_f15():
+    """Yahoo answers a sender it wants slower with a 421 4.7.0 [TSS04] greeting."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def greet() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"421 4.7.0 [TSS04] Messages temporarily deferred\r\n")
+
+    server = threading.Thread(target=greet, daemon=True)
+    server.start()
+    port = listener.getsockname()[1]
+    s = SmtpSettings("127.0.0.1", port, "none", "", None, 2.0, 20, "blog.example.com")
+    transport = SmtpTransport(s)
+    try:
+        result = transport.send(FROM, "a@example.com", message())
+    finally:
+        transport.close()
+        server.join(5)
+        listener.close()
+    assert (result.outcome, result.stage, result.code) == (Outcome.SERVER_DOWN, Stage.CONNECT, 421)
+    assert (result.enhanced_code, result.throttled) == ("4.7.0", True)
 
 
 def test_reconnects_after_messages_per_connection(smtp_sink: SmtpSink):

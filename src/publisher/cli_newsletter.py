@@ -488,6 +488,10 @@ def _finish(report: SendReport) -> None:
         )
     elif report.stop == StopReason.SERVER_DOWN:
         raise PublisherError(report.detail, hint="Nothing was lost; run the command again later.")
+    elif report.stop == StopReason.THROTTLED:
+        click.echo(
+            f"{report.detail}; run the command again then (`publisher run` waits on its own)"
+        )
     elif report.stop is not None:
         click.echo(f"stopped: {report.detail}")
     elif report.next_retry_at is not None:

@@ -517,6 +517,7 @@ class Runner:
             if report is not None and report.stop in (
                 StopReason.SERVER_DOWN,
                 StopReason.RATE_LIMITED,
+                StopReason.THROTTLED,  # F15: the cool-down is the server's, not the issue's
             ):
                 return  # the same for every issue; the next tick tries again
 

@@ -48,6 +48,22 @@ Stops that fail nobody:
 - **Hourly limit** (persisted in the database): the run stops; the next run
   continues where the budget allows. ``rate_per_second`` is a token bucket shared
   by the ``[smtp].concurrency`` workers.
+- **Throttling** (F1, F15): a ``421`` at any stage, or a 4xx whose enhanced code
+  is ``4.7.x`` (``451 4.7.1``, Gmail's ``421 4.7.0``/``4.7.28``, Yahoo's
+  ``421 4.7.0 [TSS04]``), is the server asking *us* to slow down, not a verdict on
+  one recipient. The row goes back to ``pending`` with its attempt undone (it does
+  not count toward ``max_attempts``; ``max_retry_hours`` still bounds it), and
+  every worker stops sending for a cool-down: 30 s, doubling with each throttle,
+  at most the longest per-row back-off (``retry_base_seconds *
+  2^(max_attempts-1)``, never over an hour). Workers wait holding no claims. The
+  token bucket is halved too (with no ``rate_per_second``, the recent pace is
+  halved); every 20 messages accepted in a row undo one halving, and the first
+  20 reset the cool-down to 30 s. Replies to messages already in flight when a
+  cool-down began do not lengthen it. The cool-down's end and its length are kept
+  in ``settings``, so another or a restarted process respects them. A cool-down
+  longer than half of ``[schedule].lease_seconds`` ends the run (``throttled``,
+  with ``next_retry_at`` at its end) instead of sleeping inside it. Other 4xx
+  (greylisting's ``450 4.2.0``, ``452 4.5.3``) back off that row only (F2, F3).
 - **SIGTERM/SIGINT** (G2): the CLI sets ``stop``; each worker finishes and
   records its message in flight, gives back the rows it claimed but did not
   start, and the run ends with no row left ``sending``.
@@ -60,12 +76,14 @@ later turns it ``in_doubt`` (H3), never ``sent`` without a record, never lost.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -94,12 +112,14 @@ from publisher.transports import Outcome, SendResult, Stage, Transport, Transpor
 
 RESEND_ONCE = "resend_once"
 HOLD = "hold"
+THROTTLE_SETTING = "sender:throttle"  # the cool-down, shared by processes (F15)
 
 
 class StopReason(StrEnum):
     PAUSED = "paused"
     SERVER_DOWN = "server_down"
     RATE_LIMITED = "rate_limited"
+    THROTTLED = "throttled"  # the server asked us to slow down for longer than a run waits
     INTERRUPTED = "interrupted"
 
 
@@ -180,6 +200,20 @@ class SendPolicy:
     rate_per_hour: int
     lease_seconds: float
     claim_size: int
+    throttle_base_seconds: float = 30.0  # the first cool-down (F15)
+    throttle_reset_after: int = 20  # messages accepted in a row that undo one slow-down
+
+    @property
+    def throttle_max_seconds(self) -> float:
+        """The longest cool-down: the longest per-row back-off, at most an hour (F15)."""
+        longest = self.retry_base_seconds * 2.0 ** (self.max_attempts - 1)
+        return max(self.throttle_base_seconds, min(longest, 3600.0))
+
+    @property
+    def throttle_wait_seconds(self) -> float:
+        """A longer cool-down ends the run instead: half a lease, so the job lease of
+        ``publisher run``, renewed as messages move, never lapses while we wait (G6)."""
+        return self.lease_seconds / 2
 
     @classmethod
     def from_config(cls, config: Config) -> SendPolicy:
@@ -224,6 +258,7 @@ class SendReport:
     failed_perm: int
     in_doubt: int
     skipped: int
+    throttled: int  # rows given back untouched because the server throttled (F15)
     recovered: int  # sending rows found in doubt at startup
     resent: int  # in-doubt rows queued for their one resend
     counts: DeliveryCounts  # the whole issue after this run
@@ -234,24 +269,166 @@ class SendReport:
 
 
 class RateLimiter:
-    """A token bucket shared by the workers (F15: slow down globally)."""
+    """A token bucket shared by the workers; halved while the server throttles (F15).
+
+    ``per_second`` is the configured rate (0: no limit). :meth:`slow_down` halves
+    the rate in force, or with no limit the pace of the last few slots;
+    :meth:`speed_up` undoes one halving, the last one restoring ``per_second``.
+    """
+
+    PACE_SLOTS = 20  # slots that measure the pace when no rate is configured
+    UNKNOWN_PACE = 1.0  # messages per second assumed before two slots were taken
+    SLOWEST = 1 / 60  # never slower than a message a minute
 
     def __init__(self, per_second: float, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.per_second = per_second
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._next = monotonic()
+        self._rate = per_second  # in force now; 0: no limit
+        self._halvings = 0
+        self._recent: deque[float] = deque(maxlen=self.PACE_SLOTS)
+
+    @property
+    def rate(self) -> float:
+        """Messages per second in force now; 0 for no limit."""
+        with self._lock:
+            return self._rate
 
     def wait(self, stop: threading.Event) -> bool:
         """Wait for a slot; False when ``stop`` was set meanwhile."""
-        if self.per_second <= 0:
-            return not stop.is_set()
         with self._lock:
             now = self._monotonic()
-            slot = max(self._next, now)
-            self._next = slot + 1.0 / self.per_second
+            slot = now
+            if self._rate > 0:
+                slot = max(self._next, now)
+                self._next = slot + 1.0 / self._rate
+            self._recent.append(slot)
         delay = slot - now
         return not stop.wait(delay) if delay > 0 else not stop.is_set()
+
+    def slow_down(self) -> None:
+        """Halve the rate in force (F15). Slots already queued are forgiven: the
+        cool-down that comes with a slow-down spaces the next message enough."""
+        with self._lock:
+            current = self._rate if self._rate > 0 else self._pace()
+            self._rate = max(current / 2, self.SLOWEST)
+            self._halvings += 1
+            self._next = self._monotonic()
+
+    def speed_up(self) -> None:
+        """Undo one halving; undoing the last restores the configured rate."""
+        with self._lock:
+            if self._halvings == 0:
+                return
+            self._halvings -= 1
+            self._rate = self.per_second if self._halvings == 0 else self._rate * 2
+
+    def _pace(self) -> float:
+        if len(self._recent) >= 2 and self._recent[-1] > self._recent[0]:
+            return (len(self._recent) - 1) / (self._recent[-1] - self._recent[0])
+        return self.UNKNOWN_PACE
+
+
+class Throttle:
+    """The cool-down all workers observe after a throttling reply (F1, F15).
+
+    Thread-safe. Its end, length and cause live in ``settings`` under
+    :data:`THROTTLE_SETTING`, written only when they change and read before each
+    claim, so other and restarted processes respect it.
+    """
+
+    MAX_LEVEL = 16
+
+    def __init__(self, store: Store, policy: SendPolicy, limiter: RateLimiter) -> None:
+        self.store = store
+        self.policy = policy
+        self.limiter = limiter
+        self._lock = threading.Lock()
+        self._not_before: datetime | None = None
+        self._level = 0  # throttles since the last reset; the next cool-down doubles with it
+        self._said = ""
+        self._accepted = 0  # messages accepted since the last throttle
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Adopt a later cool-down another process (or an earlier run) stored."""
+        stored = _load_throttle(self.store.get_setting(THROTTLE_SETTING))
+        if stored is None:
+            return
+        not_before, level, said = stored
+        with self._lock:
+            if self._not_before is None or not_before > self._not_before:
+                self._not_before, self._said = not_before, said
+            self._level = max(self._level, level)
+
+    def remaining(self) -> float:
+        """Seconds until sending may resume; 0 when not cooling down."""
+        with self._lock:
+            not_before = self._not_before
+        if not_before is None:
+            return 0.0
+        return max((not_before - self.store.clock()).total_seconds(), 0.0)
+
+    @property
+    def not_before(self) -> datetime | None:
+        with self._lock:
+            return self._not_before
+
+    def throttled(self, said: str) -> None:
+        """A throttling reply: everyone waits longer, then sends slower."""
+        now = self.store.clock()
+        with self._lock:
+            if self._not_before is not None and now < self._not_before:
+                return  # in flight when the cool-down began: the server already told us
+            if self._quiet_since_long(now):
+                self._level = 0  # an old throttle: start again from the base
+            seconds = self.policy.throttle_base_seconds * 2**self._level
+            seconds = min(seconds, self.policy.throttle_max_seconds)
+            self._level = min(self._level + 1, self.MAX_LEVEL)
+            self._not_before = now + timedelta(seconds=seconds)
+            self._said, self._accepted = said, 0
+            state = self._dump()
+        self.store.set_setting(THROTTLE_SETTING, state)
+        self.limiter.slow_down()
+
+    def _quiet_since_long(self, now: datetime) -> bool:
+        if self._not_before is None:
+            return False
+        return (now - self._not_before).total_seconds() > self.policy.throttle_max_seconds
+
+    def accepted(self) -> None:
+        """A message was accepted: every ``throttle_reset_after`` in a row undo one
+        halving of the rate; the first ones also reset the cool-down to its base."""
+        with self._lock:
+            self._accepted += 1
+            if self._accepted % self.policy.throttle_reset_after:
+                return
+            reset, self._level = self._level > 0, 0
+            state = self._dump()
+        self.limiter.speed_up()
+        if reset:
+            self.store.set_setting(THROTTLE_SETTING, state)
+
+    def describe(self) -> str:
+        with self._lock:
+            when, said = self._not_before, self._said or "throttled"
+        resume = f"; resuming at {when:%Y-%m-%d %H:%M} UTC" if when else ""
+        return f"the mail server asked us to slow down ({said}){resume}"
+
+    def _dump(self) -> str:
+        when = self._not_before.isoformat() if self._not_before else None
+        return json.dumps({"not_before": when, "level": self._level, "said": self._said})
+
+
+def _load_throttle(value: str | None) -> tuple[datetime, int, str] | None:
+    """The stored cool-down; None when there is none or it cannot be read."""
+    try:
+        data = json.loads(value or "null")
+        not_before = datetime.fromisoformat(data["not_before"])
+        return not_before, int(data.get("level", 0)), str(data.get("said", ""))
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 def worker_name() -> str:
@@ -270,12 +447,17 @@ def send_issue(
     progress: Callable[[Progress], None] | None = None,
     rng: random.Random | None = None,
     name: str | None = None,
+    sleep: Callable[[float], object] | None = None,
 ) -> SendReport:
-    """Send (or resume) one issue until nothing is due, then report. Safe to rerun."""
+    """Send (or resume) one issue until nothing is due, then report. Safe to rerun.
+
+    ``sleep(seconds)`` waits out a cool-down (F15); by default a wait that a signal
+    cuts short. Tests pass one that moves their clock.
+    """
     issue = _sendable(store, issue_id)
     store.snapshot(issue.id)
     recovered = recover(store)
-    run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name)
+    run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name, sleep)
     resent = run.requeue_in_doubt()
     run.work()
     if not run.halted():
@@ -342,6 +524,7 @@ class _Run:
         progress: Callable[[Progress], None] | None,
         rng: random.Random | None,
         name: str | None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.store = store
         self.issue = issue
@@ -353,6 +536,8 @@ class _Run:
         self.rng = rng or random.Random()  # jitter only, not a secret
         self.name = name or worker_name()
         self.limiter = RateLimiter(policy.rate_per_second)
+        self.throttle = Throttle(store, policy, self.limiter)
+        self.sleep = sleep or self._nap
         self.lease = timedelta(seconds=policy.lease_seconds)
         self.total = store.counts(issue.id).total
         self._lock = threading.Lock()
@@ -360,7 +545,8 @@ class _Run:
         self._reason: StopReason | None = None
         self._detail = ""
         self._streak = 0
-        self._tally = {k: 0 for k in ("sent", "failed_temp", "failed_perm", "in_doubt", "skipped")}
+        kinds = ("sent", "failed_temp", "failed_perm", "in_doubt", "skipped", "throttled")
+        self._tally = {k: 0 for k in kinds}
         self._errors: list[BaseException] = []
 
     # control --------------------------------------------------------------------------------
@@ -405,7 +591,7 @@ class _Run:
         worker = f"{self.name}/{index}"
         transport = self.transports()
         try:
-            while not self.halted():
+            while not self.halted() and self._cool_down():
                 batch = self.store.claim(self.issue.id, worker, self.policy.claim_size, self.lease)
                 if not batch:
                     return
@@ -434,9 +620,33 @@ class _Run:
             # Claimed but never started: back to pending, untouched (G2).
             self.store.release(worker, [r.id for r in rows])
 
+    def _cool_down(self) -> bool:
+        """Wait out a cool-down, holding no claims (F15); False when the run ends instead."""
+        self.throttle.refresh()
+        while (left := self.throttle.remaining()) > 0:
+            if left > self.policy.throttle_wait_seconds:
+                self._set_halt(StopReason.THROTTLED, self.throttle.describe())
+                return False
+            self.sleep(left)
+            if self.halted():
+                return False
+        return True
+
+    def _nap(self, seconds: float) -> None:
+        """The default cool-down sleep; a signal (G2) or another worker's halt wakes it."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set() and not self._halt.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(left, 1.0))
+
     def _rate_slot(self) -> bool:
-        if not self.limiter.wait(self.stop):
+        # F15: while cooling down, give the rows back; the worker loop waits it out.
+        if self.throttle.remaining() > 0 or not self.limiter.wait(self.stop):
             return False
+        if self.throttle.remaining() > 0:
+            return False  # throttled while this worker waited for its slot
         if self.policy.rate_per_hour <= 0:
             return True
         wait = self.store.reserve_send_slot(self.policy.rate_per_hour)
@@ -467,18 +677,21 @@ class _Run:
             self._retry_or_give_up(worker, row, reply, message_id)
             return
         result = transport.send(self.policy.from_address, subscriber.email, data)
-        if result.outcome == Outcome.TEMPORARY and result.connection_lost:
+        if result.outcome == Outcome.TEMPORARY and result.connection_lost and not result.throttled:
             # F14: the connection dropped before the message was complete; a fresh
-            # connection gets one immediate retry.
+            # connection gets one immediate retry (never after a 421: F1, F15).
             result = transport.send(self.policy.from_address, subscriber.email, data)
         self._record(worker, row, result, message_id)
 
     def _record(self, worker: str, row: Delivery, result: SendResult, message_id: str) -> None:
         reply = Reply(result.code, result.enhanced_code, result.reply)
         outcome = result.outcome
-        if outcome == Outcome.SENT:
+        if result.throttled:
+            self._throttled(worker, row, reply, message_id)
+        elif outcome == Outcome.SENT:
             self.store.mark_sent(row.id, reply, message_id)
             self._streak_reset()
+            self.throttle.accepted()
             self._count("sent")
         elif outcome == Outcome.IN_DOUBT:
             self.store.mark_in_doubt(row.id, worker, reply, message_id)
@@ -501,6 +714,18 @@ class _Run:
         self._count("failed_perm")
         if result.stage == Stage.MAIL:
             self._rejected(reply)  # the sender address is refused: the same for everyone
+
+    def _throttled(self, worker: str, row: Delivery, reply: Reply, message_id: str) -> None:
+        """F1, F15: the server asked everyone to slow down; the recipient did nothing wrong."""
+        now = self.store.clock()
+        deadline = (row.first_attempt_at or now) + timedelta(hours=self.policy.max_retry_hours)
+        if now >= deadline:
+            self._retry_or_give_up(worker, row, reply, message_id)  # G13 still bounds the row
+            return
+        self.store.release(worker, [row.id])  # pending again, this attempt undone
+        self.throttle.throttled(_said(reply))
+        with self._lock:
+            self._tally["throttled"] += 1  # not progress: nobody's message moved
 
     def _stop_untouched(self, worker: str, row: Delivery, outcome: Outcome, reply: Reply) -> None:
         """Too big, auth failed, server down: nobody's fault but ours; the row is released."""
@@ -557,6 +782,10 @@ class _Run:
         done = not self.halted() and counts.unfinished == 0
         if done:
             self.store.set_issue_status(self.issue.id, IssueStatus.DONE)
+        retry_at = None if done else self.store.next_retry_at(self.issue.id)
+        resume = self.throttle.not_before
+        if self._reason == StopReason.THROTTLED and resume is not None:
+            retry_at = resume if retry_at is None else max(retry_at, resume)
         return SendReport(
             issue_id=self.issue.id,
             sent=self._tally["sent"],
@@ -564,12 +793,13 @@ class _Run:
             failed_perm=self._tally["failed_perm"],
             in_doubt=self._tally["in_doubt"],
             skipped=self._tally["skipped"],
+            throttled=self._tally["throttled"],
             recovered=recovered,
             resent=resent,
             counts=counts,
             stop=self._reason,
             detail=self._detail,
-            next_retry_at=None if done else self.store.next_retry_at(self.issue.id),
+            next_retry_at=retry_at,
             done=done,
         )
 

@@ -19,6 +19,16 @@ auth_failed        535 and other AUTH refusals                             F13
 server_down        refused, unreachable, TLS failure, 421 greeting         F11, F12
 =================  =====================================================  ==============
 
+On top of the outcome, ``SendResult.throttled`` says the server asked the
+*sender* to slow down (F1, F15): a ``421`` at any stage (the greeting included),
+or any 4xx whose enhanced status is ``4.7.x`` (RFC 3463 security or policy
+status; Gmail's ``421 4.7.0``/``4.7.28``, Yahoo's ``421 4.7.0 [TSS04]``, the
+catalogue's ``451 4.7.1``). The outcome stays what the table says, so callers
+that do not care (the confirmation mailer) keep retrying as before; the newsletter
+sender pauses every worker instead of backing off one row. Other 4xx, such as
+greylisting's ``450 4.2.0`` or ``452 4.5.3`` (too many recipients, F3), are not
+throttling.
+
 The SMTP transport always sets ``timeout=`` (L4), verifies certificates with
 ``ssl.create_default_context()`` (F12), refuses to continue when STARTTLS is
 configured but not offered, never sends a password without TLS, sends one
@@ -79,6 +89,7 @@ class SendResult:
     enhanced_code: str | None = None  # "5.1.1" (F8)
     reply: str = ""
     connection_lost: bool = False  # the connection was dropped; the next send reconnects
+    throttled: bool = False  # 421 or 4xx 4.7.x: slow the whole send down (F1, F15)
 
 
 class Transport(Protocol):
@@ -94,7 +105,16 @@ def result(outcome: Outcome, stage: Stage, code: int | None, reply: str, **kw: b
     """A SendResult with the enhanced status code split from the reply text (F8)."""
     text = reply.strip()
     match = _ENHANCED.match(text)
-    return SendResult(outcome, stage, code, match[1] if match else None, text, **kw)
+    enhanced = match[1] if match else None
+    throttled = is_throttle(code, enhanced)
+    return SendResult(outcome, stage, code, enhanced, text, throttled=throttled, **kw)
+
+
+def is_throttle(code: int | None, enhanced_code: str | None) -> bool:
+    """True when a reply asks the sender, not one recipient, to slow down (F1, F15)."""
+    if code is None or not 400 <= code < 500:
+        return False
+    return code == 421 or (enhanced_code or "").startswith("4.7.")
 
 
 # --- outbox --------------------------------------------------------------------------------
