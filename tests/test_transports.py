@@ -190,6 +190,9 @@ def test_is_throttle_table_f15():
     assert is_throttle(450, "4.7.999")
     assert not is_throttle(451, "4.3.0") and not is_throttle(451, None)
     assert not is_throttle(550, "5.7.1") and not is_throttle(None, None)
+    # milter-greylist's answer is per recipient (F2), not a request to slow down.
+    assert not is_throttle(451, "4.7.1", "4.7.1 Greylisting in action, please come back later")
+    assert is_throttle(451, "4.7.1", "4.7.1 Rate limited, please try again later")
 
 
 def test_421_greeting_is_server_down_and_throttled_f15():

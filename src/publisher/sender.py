@@ -722,8 +722,10 @@ class _Run:
         if now >= deadline:
             self._retry_or_give_up(worker, row, reply, message_id)  # G13 still bounds the row
             return
-        self.store.release(worker, [row.id])  # pending again, this attempt undone
+        # Tell the other workers first: the database write below can wait on a lock,
+        # and every message started meanwhile would hit the throttling server too.
         self.throttle.throttled(_said(reply))
+        self.store.release(worker, [row.id])  # pending again, this attempt undone
         with self._lock:
             self._tally["throttled"] += 1  # not progress: nobody's message moved
 

@@ -23,7 +23,7 @@ On top of the outcome, ``SendResult.throttled`` says the server asked the
 *sender* to slow down (F1, F15): a ``421`` at any stage (the greeting included),
 or any 4xx whose enhanced status is ``4.7.x`` (RFC 3463 security or policy
 status; Gmail's ``421 4.7.0``/``4.7.28``, Yahoo's ``421 4.7.0 [TSS04]``, the
-catalogue's ``451 4.7.1``). The outcome stays what the table says, so callers
+catalogue's ``451 4.7.1``), unless the reply says it is greylisting. The outcome stays what the table says, so callers
 that do not care (the confirmation mailer) keep retrying as before; the newsletter
 sender pauses every worker instead of backing off one row. Other 4xx, such as
 greylisting's ``450 4.2.0`` or ``452 4.5.3`` (too many recipients, F3), are not
@@ -106,15 +106,22 @@ def result(outcome: Outcome, stage: Stage, code: int | None, reply: str, **kw: b
     text = reply.strip()
     match = _ENHANCED.match(text)
     enhanced = match[1] if match else None
-    throttled = is_throttle(code, enhanced)
+    throttled = is_throttle(code, enhanced, text)
     return SendResult(outcome, stage, code, enhanced, text, throttled=throttled, **kw)
 
 
-def is_throttle(code: int | None, enhanced_code: str | None) -> bool:
-    """True when a reply asks the sender, not one recipient, to slow down (F1, F15)."""
+def is_throttle(code: int | None, enhanced_code: str | None, reply: str = "") -> bool:
+    """True when a reply asks the sender, not one recipient, to slow down (F1, F15).
+
+    milter-greylist and others greylist one recipient with ``451 4.7.1 Greylisting
+    in action``: that is per-row back-off (F2), or one greylisted subscriber would
+    pause the whole list for as long as the greylist lasts.
+    """
     if code is None or not 400 <= code < 500:
         return False
-    return code == 421 or (enhanced_code or "").startswith("4.7.")
+    if code == 421:
+        return True
+    return (enhanced_code or "").startswith("4.7.") and "greylist" not in reply.lower()
 
 
 # --- outbox --------------------------------------------------------------------------------
