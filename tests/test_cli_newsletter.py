@@ -119,6 +119,9 @@ def test_send_dry_run_test_to_send_and_status(
     )
     code, out, _ = cli("status")
     assert "post:hello [done] 안녕하세요\n  sent 2\n" in out
+    assert "newsletter: per_post" in out  # the scheduler's lines come first
+    assert cli("run", "--once")[0] == 0
+    assert "next post due: 2999-01-01 09:00 KST (later)" in cli("status")[1]
 
 
 def test_send_refuses_a_scheduled_post(tmp_path: Path, cli):

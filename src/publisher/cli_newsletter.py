@@ -513,13 +513,22 @@ def _summary(counts: DeliveryCounts) -> str:
 @click.command("status")
 @click.pass_context
 def status_command(ctx: click.Context) -> None:
-    """Show every issue with its deliveries by state; messages in doubt are highlighted.
+    """Show what is due next, and every issue with its deliveries by state.
+
+    The first lines are the scheduler's: the next post to publish, the next
+    digest, each job's last run and error. Messages in doubt are highlighted.
 
     \b
     Example:
         publisher status
     """
-    store = _store(_config(ctx))
+    # Imported here: the scheduler pulls in the whole build, which other commands do not need.
+    from publisher.scheduler import scheduler_status, status_lines
+
+    config = _config(ctx)
+    store = _store(config)
+    for line in status_lines(config, scheduler_status(config, store, utc_now)):
+        click.echo(line)
     issues = store.list_issues()
     if not issues:
         click.echo("no issues yet")
