@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -61,10 +61,6 @@ class Post:
     reading_minutes: int
     digest: str  # sha256 of the file bytes: what changed, for caches and the scheduler
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_draft(self) -> bool:
-        return self.draft
 
     def is_published(self, now: datetime) -> bool:
         """Public at ``now``: not a draft and not dated in the future (A20)."""
@@ -380,6 +376,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, dict):
         return "a mapping"
     return repr(value)
-
-
-PostFilter = Callable[[Post], bool]

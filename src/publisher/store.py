@@ -582,7 +582,7 @@ class Store:
             "consent_source": consent.source[:500],
             "consent_text_version": consent.text_version[:100],
         }
-        stmt = self._insert(subscribers).values(**values).on_conflict_do_nothing()
+        stmt = self.insert(subscribers).values(**values).on_conflict_do_nothing()
         new_id = conn.execute(stmt.returning(subscribers.c.id)).scalar_one_or_none()
         if new_id is not None and cats:
             conn.execute(
@@ -707,7 +707,7 @@ class Store:
         }
 
         def work(conn: Connection) -> tuple[int, bool]:
-            stmt = self._insert(issues).values(**values).on_conflict_do_nothing()
+            stmt = self.insert(issues).values(**values).on_conflict_do_nothing()
             new_id = conn.execute(stmt.returning(issues.c.id)).scalar_one_or_none()
             if new_id is not None:
                 return int(new_id), True
@@ -783,7 +783,7 @@ class Store:
                 "updated_at",
                 "resent",
             ]
-            stmt = self._insert(deliveries).from_select(columns, source).on_conflict_do_nothing()
+            stmt = self.insert(deliveries).from_select(columns, source).on_conflict_do_nothing()
             conn.execute(stmt)
             # rowcount of INSERT ... SELECT is -1 on psycopg; the rows are all new here.
             count = select(func.count()).where(deliveries.c.issue_id == issue_id)
@@ -1086,7 +1086,7 @@ class Store:
                 oldest: datetime = conn.execute(select(func.min(send_counts.c.minute))).scalar_one()
                 wait: timedelta = oldest + timedelta(hours=1) - now
                 return max(wait, timedelta(seconds=1))
-            stmt = self._insert(send_counts).values(minute=minute, count=1)
+            stmt = self.insert(send_counts).values(minute=minute, count=1)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[send_counts.c.minute],
@@ -1105,7 +1105,7 @@ class Store:
 
     def setting_or_create(self, key: str, make: Callable[[], str]) -> str:
         """The stored value of ``key``; when absent, store ``make()`` (first writer wins)."""
-        stmt = self._insert(settings).values(key=key, value=make()).on_conflict_do_nothing()
+        stmt = self.insert(settings).values(key=key, value=make()).on_conflict_do_nothing()
 
         def work(conn: Connection) -> str:
             conn.execute(stmt)
@@ -1119,7 +1119,7 @@ class Store:
 
     # helpers ------------------------------------------------------------------------------
 
-    def _insert(self, table: Table) -> Any:
+    def insert(self, table: Table) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_nothing/update``."""
         return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
 
@@ -1130,9 +1130,14 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         """Store ``value`` under ``key``, replacing any earlier value."""
-        stmt = self._insert(settings).values(key=key, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
-        self._run(lambda c: c.execute(stmt))
+        self._run(lambda c: self.upsert_setting(c, key, value))
+
+    def upsert_setting(self, conn: Connection, key: str, value: str) -> None:
+        """``set_setting`` inside a transaction the caller already holds."""
+        stmt = self.insert(settings).values(key=key, value=value)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
+        )
 
     def claim_job(
         self, name: str, worker: str, lease: timedelta, *, ignore_backoff: bool = False
@@ -1146,7 +1151,7 @@ class Store:
         due = or_(jobs.c.next_run_at.is_(None), jobs.c.next_run_at <= now)
 
         def work(conn: Connection) -> bool:
-            conn.execute(self._insert(jobs).values(name=name).on_conflict_do_nothing())
+            conn.execute(self.insert(jobs).values(name=name).on_conflict_do_nothing())
             free = or_(
                 jobs.c.claimed_by.is_(None), jobs.c.claimed_by == worker, jobs.c.lease_until < now
             )
@@ -1184,12 +1189,7 @@ class Store:
                 return -1
             before = conn.execute(select(settings.c.value).where(settings.c.key == key))
             failures = 0 if error is None else int(before.scalar_one_or_none() or 0) + 1
-            upsert = self._insert(settings).values(key=key, value=str(failures))
-            conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[settings.c.key], set_={"value": str(failures)}
-                )
-            )
+            self.upsert_setting(conn, key, str(failures))
             return failures
 
         return self._run(work)
@@ -1228,7 +1228,7 @@ class Store:
             fresh = [(slug, digest) for slug, digest in posts if slug not in known]
             for slug, digest in fresh:
                 conn.execute(
-                    self._insert(published)
+                    self.insert(published)
                     .values(slug=slug, digest=digest, published_at=published_at)
                     .values(issue_created=False)
                     .on_conflict_do_nothing()

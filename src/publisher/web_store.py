@@ -67,7 +67,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from publisher.store import (
     Clock,
@@ -210,7 +209,7 @@ class WebStore:
             for migration in WEB_MIGRATIONS[current:]:
                 migration(conn)
             if current != len(WEB_MIGRATIONS):
-                self._upsert_setting(conn, VERSION_KEY, str(len(WEB_MIGRATIONS)))
+                self.store.upsert_setting(conn, VERSION_KEY, str(len(WEB_MIGRATIONS)))
 
         self._run(work)
 
@@ -228,7 +227,7 @@ class WebStore:
                 return quota
         minute = _minute(now)
         for quota in quotas:
-            stmt = self._insert(web_counts).values(bucket=quota.bucket, minute=minute, count=1)
+            stmt = self.store.insert(web_counts).values(bucket=quota.bucket, minute=minute, count=1)
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[web_counts.c.bucket, web_counts.c.minute],
@@ -306,7 +305,7 @@ class WebStore:
         now: datetime,
     ) -> None:
         stmt = (
-            self._insert(subscribers)
+            self.store.insert(subscribers)
             .values(
                 email=address,
                 status=SubscriberStatus.PENDING,
@@ -514,15 +513,6 @@ class WebStore:
         )
 
     # helpers ----------------------------------------------------------------------------------
-
-    def _insert(self, table: Table) -> Any:
-        return (sqlite.insert if self.store.is_sqlite else postgresql.insert)(table)
-
-    def _upsert_setting(self, conn: Connection, key: str, value: str) -> None:
-        stmt = self._insert(settings).values(key=key, value=value)
-        conn.execute(
-            stmt.on_conflict_do_update(index_elements=[settings.c.key], set_={"value": value})
-        )
 
 
 def _mail(row: Any, **subscriber: Any) -> ConfirmationMail:
