@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from builders import write_config
-from publisher.build import build
 from publisher.config import load_config
+from publisher.publish.build import build
 
 CATEGORIES = ("세계", "기술", "경제", "문화", "안내")
 BODY = """미중 기술 경쟁은 이제 '격차 유지'에서 '혁신 속도'로 무게중심이 이동하고 있습니다. {n}번째 글입니다.

@@ -23,12 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from builders import make_config, make_post
-from publisher.newsletter import render_post_issue
-from publisher.sender import MessageComposer, SendPolicy, new_issue, send_issue
-from publisher.site import build_site
+from publisher.deliver.sender import MessageComposer, SendPolicy, new_issue, send_issue
+from publisher.deliver.tokens import make_signer
+from publisher.deliver.transports import Outcome, SendResult, Stage
+from publisher.publish.newsletter import render_post_issue
+from publisher.publish.site import build_site
 from publisher.store import Consent, ConsentMethod, NewSubscriber, Store
-from publisher.tokens import make_signer
-from publisher.transports import Outcome, SendResult, Stage
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from publisher.config import Config, config_from_mapping
-from publisher.content import Post
+from publisher.publish.content import Post
 
 SEOUL = ZoneInfo("Asia/Seoul")
 

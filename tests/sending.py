@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from publisher.sender import SendPolicy
+from publisher.deliver.sender import SendPolicy
+from publisher.deliver.transports import SmtpSettings, SmtpTransport, TransportFactory
 from publisher.store import Consent, ConsentMethod, Issue, NewIssue, Store, Subscriber
-from publisher.transports import SmtpSettings, SmtpTransport, TransportFactory
 from smtp_sink import SmtpSink
 
 START = datetime(2025, 6, 20, 0, 0, tzinfo=UTC)

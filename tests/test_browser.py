@@ -3,7 +3,7 @@
 The real service, as ``publisher serve`` runs it: the blog built by
 PreviewServer with the subscription app mounted beside it
 (``cli_web.preview_routes``), served by uvicorn on a free loopback port. Mail
-goes by SMTP to the aiosmtpd sink; the newsletter is sent by publisher.sender.
+goes by SMTP to the aiosmtpd sink; the newsletter is sent by publisher.deliver.sender.
 A visitor signs up from an article, confirms from the mail, gets an issue,
 changes preferences and unsubscribes from the mail's link; a second reader is
 unsubscribed by the RFC 8058 one-click POST a mail provider would send to the
@@ -31,16 +31,16 @@ import uvicorn
 
 from builders import write_config, write_post
 from conftest import IN_CI, REPO
-from publisher.build import load_site
-from publisher.cli_web import preview_routes
+from publisher.cli.web import preview_routes
 from publisher.config import Config, load_config
-from publisher.newsletter import render_post_issue
-from publisher.preview_server import PreviewServer
-from publisher.sender import MessageComposer, SendPolicy, new_issue, send_issue
-from publisher.site import post_path
+from publisher.deliver.sender import MessageComposer, SendPolicy, new_issue, send_issue
+from publisher.deliver.tokens import make_signer
+from publisher.deliver.transports import transport_factory
+from publisher.preview.server import PreviewServer
+from publisher.publish.build import load_site
+from publisher.publish.newsletter import render_post_issue
+from publisher.publish.site import post_path
 from publisher.store import Store, SubscriberStatus, utc_now
-from publisher.tokens import make_signer
-from publisher.transports import transport_factory
 from smtp_sink import SmtpSink, free_port
 
 pytestmark = pytest.mark.browser

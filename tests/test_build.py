@@ -13,10 +13,10 @@ from lxml import html as lxml_html
 
 from builders import write_config, write_post
 from conftest import REPO
-from publisher.build import build
 from publisher.config import load_config
 from publisher.errors import ContentError
-from publisher.templating import TemplateError
+from publisher.publish.build import build
+from publisher.publish.templating import TemplateError
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -230,7 +230,7 @@ def test_cli_new_creates_a_valid_post(tmp_path: Path):
     assert made.stdout.strip() == "Created posts/미중-기술-격차.md"
     again = run_cli("--site", str(tmp_path), "new", "미중: 기술 격차")
     assert again.returncode == 1 and "already exists" in again.stderr
-    from publisher.content import read_posts
+    from publisher.publish.content import read_posts
 
     (post,) = read_posts(load_config(tmp_path)).posts
     assert (

@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from publisher import cli as cli_module
+from publisher.cli import main as cli_module
 
 
 def all_commands() -> list[tuple[str, click.Command]]:

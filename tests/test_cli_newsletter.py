@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from builders import write_config, write_post
-from publisher import cli as cli_module
+from publisher.cli import main as cli_module
 from publisher.store import ConsentMethod, DeliveryStatus, Store, SubscriberStatus
 from sending import open_store
 from smtp_sink import SmtpSink

@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 from builders import write_config, write_post
 from conftest import REPO
-from publisher import cli as cli_module
-from publisher.cli_run import serve
+from publisher.cli import main as cli_module
+from publisher.cli.run import serve
 from publisher.config import load_config
 from publisher.store import DeliveryStatus, Store
 from sending import OPERATOR

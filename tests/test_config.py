@@ -91,7 +91,7 @@ def test_readme_documents_every_setting_exactly():
 
 
 def test_readme_documents_every_front_matter_field():
-    from publisher.content import KNOWN_FIELDS
+    from publisher.publish.content import KNOWN_FIELDS
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Writing a post", 1)[1].split("\n## ", 1)[0]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from builders import make_config, write_post
-from publisher.content import parse_moment, read_posts
 from publisher.errors import Problem
+from publisher.publish.content import parse_moment, read_posts
 
 
 def read(root: Path, **config: dict) -> tuple[list, list[str], list[str]]:

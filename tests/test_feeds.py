@@ -19,15 +19,15 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from builders import SEOUL, make_config, make_post
-from publisher.content import Post
-from publisher.feeds import (
+from publisher.publish.content import Post
+from publisher.publish.feeds import (
     EMPTY_FEED_UPDATED,
     FeedError,
     feed_entry_xml,
     render_feeds,
     xml_text,
 )
-from publisher.site import Site, build_site
+from publisher.publish.site import Site, build_site
 
 NOW = datetime(2025, 7, 1, 12, 0, tzinfo=SEOUL)
 BASE = "https://blog.example.com/"

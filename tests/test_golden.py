@@ -11,8 +11,8 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from publisher.build import build
 from publisher.config import load_config
+from publisher.publish.build import build
 
 HERE = Path(__file__).parent
 SITE = HERE / "fixtures" / "golden-site"

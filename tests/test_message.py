@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from builders import SEOUL, make_config, make_post
 from publisher.config import Config
-from publisher.message import (
+from publisher.deliver.message import (
     AddressError,
     DkimError,
     HeaderError,
@@ -31,8 +31,8 @@ from publisher.message import (
     encode_subject,
     make_message_id,
 )
-from publisher.newsletter import RenderedIssue, render_post_issue
-from publisher.site import build_site
+from publisher.publish.newsletter import RenderedIssue, render_post_issue
+from publisher.publish.site import build_site
 
 NOW = datetime(2025, 7, 1, 9, 0, tzinfo=SEOUL)
 TOKEN = "Qx3vB9kLm2NpR7sT1uVwXyZa4bCdEfGhIjKlMnOpQrS"  # 43 characters, as token_urlsafe(32)

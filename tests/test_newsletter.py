@@ -20,9 +20,9 @@ import lxml.html
 import pytest
 
 from builders import SEOUL, make_config, make_post
-from publisher import markup
-from publisher.content import Post
-from publisher.newsletter import (
+from publisher.publish import markup
+from publisher.publish.content import Post
+from publisher.publish.newsletter import (
     PREFERENCES_PLACEHOLDER,
     UNSUBSCRIBE_PLACEHOLDER,
     NewsletterError,
@@ -34,8 +34,8 @@ from publisher.newsletter import (
     render_digest_issue,
     render_post_issue,
 )
-from publisher.site import Site, build_site
-from publisher.templating import DEFAULT_TEMPLATES
+from publisher.publish.site import Site, build_site
+from publisher.publish.templating import DEFAULT_TEMPLATES
 
 NOW = datetime(2025, 7, 1, 9, 0, tzinfo=SEOUL)
 UNSUBSCRIBE = 'https://blog.example.com/newsletter/unsubscribe/tok?a=1&b="x"'

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from conftest import REPO
 from publisher.config import load_config
-from publisher.preview_server import PreviewServer
+from publisher.preview.server import PreviewServer
 
 
 def make_server() -> PreviewServer:

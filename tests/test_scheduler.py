@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from builders import write_config, write_post
-from publisher.build import BuildResult, build
 from publisher.config import Config, load_config
-from publisher.scheduler import (
+from publisher.publish.build import BuildResult, build
+from publisher.schedule.runner import (
     ISSUES,
     PUBLISH,
     SEND,
@@ -471,7 +471,7 @@ def test_two_schedulers_in_threads_publish_and_send_once(make_rig: RigFactory, d
 
 def _process_scheduler(root: str, db_url: str, port: int, barrier: Any, out: Any) -> None:
     """A scheduler in its own process (spawned): tick three times after the barrier."""
-    from publisher.transports import SmtpSettings, SmtpTransport
+    from publisher.deliver.transports import SmtpSettings, SmtpTransport
 
     config = load_config(Path(root), env={})
     store = Store.open(db_url, clock=lambda: kst(2025, 6, 20, 9, 5))

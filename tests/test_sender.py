@@ -8,8 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from publisher.errors import PublisherError
-from publisher.sender import (
+from publisher.deliver.sender import (
     Progress,
     RateLimiter,
     SendPolicy,
@@ -18,6 +17,8 @@ from publisher.sender import (
     resume_issue,
     send_issue,
 )
+from publisher.deliver.transports import SmtpSettings, SmtpTransport
+from publisher.errors import PublisherError
 from publisher.store import (
     Delivery,
     DeliveryStatus,
@@ -25,7 +26,6 @@ from publisher.store import (
     Store,
     SubscriberStatus,
 )
-from publisher.transports import SmtpSettings, SmtpTransport
 from sending import (
     OPERATOR,
     FakeClock,

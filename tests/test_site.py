@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from builders import make_config, make_post
-from publisher.site import build_site, nearest_window, paginate
+from publisher.publish.site import build_site, nearest_window, paginate
 
 NOW = datetime(2025, 7, 1, tzinfo=UTC)
 

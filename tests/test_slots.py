@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from publisher.slots import DigestSchedule, Slot, describe, slot_instant
+from publisher.schedule.slots import DigestSchedule, Slot, describe, slot_instant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SEOUL = ZoneInfo("Asia/Seoul")

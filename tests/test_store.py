@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event, text
 
 import publisher.store as store_module
-from publisher.sender import send_issue
+from publisher.deliver.sender import send_issue
 from publisher.store import (
     DeliveryStatus,
     InvalidAddress,

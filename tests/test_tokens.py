@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from builders import make_config
-from publisher.errors import PublisherError
-from publisher.tokens import (
+from publisher.deliver.tokens import (
     SETTING_KEY,
     InvalidToken,
     Purpose,
@@ -22,6 +21,7 @@ from publisher.tokens import (
     preferences_url,
     unsubscribe_url,
 )
+from publisher.errors import PublisherError
 from sending import FakeClock, open_store
 
 KEY = b"k" * 32
@@ -125,7 +125,7 @@ def test_macs_are_compared_with_compare_digest_s3(signer: TokenSigner, monkeypat
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("publisher.tokens.hmac.compare_digest", spy)
+    monkeypatch.setattr("publisher.deliver.tokens.hmac.compare_digest", spy)
     signer.verify(signer.sign(Purpose.CONFIRM, 1, 1), Purpose.CONFIRM, DAY)
     assert len(calls) == 1
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from builders import make_config
-from publisher.errors import PublisherError
-from publisher.transports import (
+from publisher.deliver.transports import (
     OutboxTransport,
     Outcome,
     SmtpSettings,
@@ -23,6 +22,7 @@ from publisher.transports import (
     smtp_settings,
     transport_factory,
 )
+from publisher.errors import PublisherError
 from smtp_sink import DROP, SmtpSink, TlsFiles, free_port
 
 FROM = "news@blog.example.com"

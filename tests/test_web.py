@@ -29,8 +29,12 @@ from starlette.applications import Starlette
 
 from builders import make_config, write_config, write_post
 from publisher.config import Config
+from publisher.deliver.confirmations import ConfirmationMailer, confirmation_message
+from publisher.deliver.tokens import Purpose, TokenSigner, load_keys
+from publisher.deliver.transports import Outcome, SendResult, Stage, transport_factory
 from publisher.errors import PublisherError
-from publisher.newsletter import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from publisher.publish.newsletter import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from publisher.publish.templating import make_environment
 from publisher.store import (
     Consent,
     ConsentMethod,
@@ -40,13 +44,9 @@ from publisher.store import (
     Subscriber,
     SubscriberStatus,
 )
-from publisher.templating import make_environment
-from publisher.tokens import Purpose, TokenSigner, load_keys
-from publisher.transports import Outcome, SendResult, Stage, transport_factory
-from publisher.web import Categories, WebService, create_app
-from publisher.web_input import ClientAddress, rate_key
-from publisher.web_mail import ConfirmationMailer, confirmation_message
-from publisher.web_store import MailStatus
+from publisher.store.signups import MailStatus
+from publisher.web.app import Categories, WebService, create_app
+from publisher.web.forms import ClientAddress, rate_key
 from smtp_sink import SmtpSink, free_port
 
 with warnings.catch_warnings():

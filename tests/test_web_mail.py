@@ -1,4 +1,4 @@
-"""Durable, at-least-once confirmation mails (publisher.web_mail), on SQLite and PostgreSQL.
+"""Durable, at-least-once confirmation mails (publisher.deliver.confirmations), on SQLite and PostgreSQL.
 
 The signup queues a ``confirmation_mails`` row in its own transaction; these
 tests take the process away at the awkward moments (RELIABILITY G1, G3) and
@@ -24,12 +24,12 @@ import pytest
 
 from builders import make_config, write_config
 from publisher.config import load_config
-from publisher.scheduler import Runner
+from publisher.deliver.confirmations import ConfirmationMailer, MailPolicy
+from publisher.deliver.transports import transport_factory
+from publisher.publish.templating import make_environment
+from publisher.schedule.runner import Runner
 from publisher.store import Store, SubscriberStatus
-from publisher.templating import make_environment
-from publisher.transports import transport_factory
-from publisher.web_mail import ConfirmationMailer, MailPolicy
-from publisher.web_store import ConfirmationMail, MailStatus, WebStore
+from publisher.store.signups import ConfirmationMail, MailStatus, WebStore
 from smtp_sink import SmtpSink, free_port
 from test_web import (  # the app factory is shared with test_web.py
     SECRET,

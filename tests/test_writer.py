@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.writer import OutputConflictError, OutputTree, commit
+from publisher.publish.writer import OutputConflictError, OutputTree, commit
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -57,7 +57,7 @@ def _child_build(out: Path, files: int, size: int) -> str:
     return textwrap.dedent(
         f"""
         from pathlib import Path
-        from publisher.writer import OutputTree, commit
+        from publisher.publish.writer import OutputTree, commit
         tree = OutputTree()
         for n in range({files}):
             tree.add(f"p{{n}}/index.html", b"x" * {size})
@@ -96,7 +96,7 @@ def test_g11_killed_build_leaves_old_output_identical(tmp_path: Path):
     before = snapshot(out)
     script = _child_build(out, 5000, 1000).replace(
         "commit(tree",
-        "import os, signal\nimport publisher.writer as w\n"
+        "import os, signal\nimport publisher.publish.writer as w\n"
         "orig = w._write_all\n"
         "def killing(tree, root):\n"
         "    (root / 'partial.html').write_text('half')\n"

@@ -1,3 +1,3 @@
-from publisher.cli import main
+from publisher.cli.main import main
 
 main()

@@ -40,7 +40,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from publisher.config import Config
 from publisher.errors import PublisherError
-from publisher.newsletter import RenderedIssue, personalize, transfer_encode
+from publisher.publish.newsletter import RenderedIssue, personalize, transfer_encode
 
 LINE_MAX = 78  # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
 HARD_LINE_MAX = 998  # ... and MUST be at most 998 octets

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from publisher.build import BuildResult, build
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
-from publisher.slugs import slugify
+from publisher.publish.build import BuildResult, build
+from publisher.publish.slugs import slugify
 
 
 def _root(ctx: click.Context) -> Path:
@@ -158,8 +158,8 @@ def _run_preview(
     ctx: click.Context, host: str, port: int, *, drafts: bool, open_path: str | None
 ) -> None:
     """Serve the preview build (and rebuild on change); open ``open_path`` in a browser."""
-    from publisher.cli_web import preview_routes
-    from publisher.preview_server import PreviewServer
+    from publisher.cli.web import preview_routes
+    from publisher.preview.server import PreviewServer
 
     config = load_config(_root(ctx))
     base_url = f"http://{host}:{port}/"

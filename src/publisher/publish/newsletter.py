@@ -47,12 +47,12 @@ import lxml.html
 import premailer
 from markupsafe import Markup
 
-from publisher import markup
 from publisher.config import Config
-from publisher.content import Post
 from publisher.errors import Location, Problem, ProblemsError
-from publisher.site import RelatedList, Site, category_path, post_path, sort_key
-from publisher.templating import make_environment, render
+from publisher.publish import markup
+from publisher.publish.content import Post
+from publisher.publish.site import RelatedList, Site, category_path, post_path, sort_key
+from publisher.publish.templating import make_environment, render
 
 UNSUBSCRIBE_PLACEHOLDER = "PUBLISHER-UNSUBSCRIBE-URL-7c1e5a"
 PREFERENCES_PLACEHOLDER = "PUBLISHER-PREFERENCES-URL-3b9d40"
@@ -244,7 +244,7 @@ def _entry(site: Site, post: Post) -> EmailEntry:
         category_url=site.url(category_path(post.category)) if post.category else None,
         author=post.author,
         summary=post.summary,
-        # Sanitized by publisher.markup (A18); relative links resolve against the post page.
+        # Sanitized by publisher.publish.markup (A18); relative links resolve against the post page.
         body=Markup(markup.absolutize(post.body_html, url)),  # noqa: S704
     )
 

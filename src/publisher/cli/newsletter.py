@@ -1,7 +1,7 @@
 """Commands of the deliver half: subscribers, send, status, migrate.
 
 Thin: each command loads the config, opens the store, calls one stage and
-prints. Errors are PublisherErrors; publisher.cli turns them into exit 1.
+prints. Errors are PublisherErrors; publisher.cli.main turns them into exit 1.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import IO
 
 import click
 
+from publisher.cli.signals import stop_on_signals
 from publisher.config import Config, load_config
-from publisher.content import Post, read_posts
-from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
-from publisher.newsletter import check_issue, render_post_issue
-from publisher.sender import (
+from publisher.deliver.sender import (
     MessageComposer,
     Progress,
     SendPolicy,
@@ -30,8 +28,12 @@ from publisher.sender import (
     resume_issue,
     send_issue,
 )
-from publisher.signals import stop_on_signals
-from publisher.site import Site, build_site
+from publisher.deliver.tokens import TokenSigner, make_signer
+from publisher.deliver.transports import Outcome, transport_factory
+from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
+from publisher.publish.content import Post, read_posts
+from publisher.publish.newsletter import check_issue, render_post_issue
+from publisher.publish.site import Site, build_site
 from publisher.store import (
     Consent,
     ConsentMethod,
@@ -48,8 +50,6 @@ from publisher.store import (
     normalize_email,
     utc_now,
 )
-from publisher.tokens import TokenSigner, make_signer
-from publisher.transports import Outcome, transport_factory
 
 
 class ImportProblems(ProblemsError):
@@ -523,7 +523,7 @@ def status_command(ctx: click.Context) -> None:
         publisher status
     """
     # Imported here: the scheduler pulls in the whole build, which other commands do not need.
-    from publisher.scheduler import scheduler_status, status_lines
+    from publisher.schedule.runner import scheduler_status, status_lines
 
     config = _config(ctx)
     store = _store(config)

@@ -3,7 +3,7 @@
 Both implement :class:`Transport`: ``send(envelope_from, recipient, bytes)``
 returns a :class:`SendResult` and never raises for anything the server or the
 network does; the sender decides what each outcome means for the delivery row
-(publisher.sender). Classification (RELIABILITY F, §1.3):
+(publisher.deliver.sender). Classification (RELIABILITY F, §1.3):
 
 =================  =====================================================  ==============
 outcome            when                                                    IDs

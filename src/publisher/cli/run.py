@@ -3,7 +3,7 @@
 The ``schedule`` library is only the trigger (STYLE habit 5, RELIABILITY L5): a
 ``schedule.Scheduler()`` instance, never the module default, calls
 ``Runner.tick`` every ``[schedule].poll_seconds``; everything the tick decides
-comes from the database (publisher.scheduler). The job it runs never raises into
+comes from the database (publisher.schedule.runner). The job it runs never raises into
 ``schedule`` (G5). When the wall clock steps back, ``schedule`` would wait for the
 lost time again (a 55-minute step made ``idle_seconds()`` 3,900; G8), so a wait
 longer than one interval is cut short and the tick runs now; it is idempotent.
@@ -25,12 +25,12 @@ from pathlib import Path
 import click
 import schedule
 
+from publisher.cli.signals import stop_on_signals
 from publisher.config import load_config
+from publisher.deliver.transports import transport_factory
 from publisher.errors import PublisherError
-from publisher.scheduler import Runner, TickSummary, scheduler_status, status_lines
-from publisher.signals import stop_on_signals
+from publisher.schedule.runner import Runner, TickSummary, scheduler_status, status_lines
 from publisher.store import Store, utc_now
-from publisher.transports import transport_factory
 
 LOG_NAME = "publisher.run"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

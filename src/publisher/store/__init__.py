@@ -1124,7 +1124,7 @@ class Store:
         return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
 
     # --- scheduler support ------------------------------------------------------------------
-    # Added for publisher.scheduler (issue 4). Additive only: no table, column or existing
+    # Added for publisher.schedule.runner (issue 4). Additive only: no table, column or existing
     # method changes. A job's consecutive failures are kept in ``settings`` under
     # ``job_failures:<name>`` so back-off survives restarts (G5) without a migration.
 

@@ -13,19 +13,19 @@ Routes, under the path of ``config.web_base_url`` (default ``<site.base_url>news
     GET       archive/, archive/{id}    sent issues, without any token (S18)
     GET       health                    200 when the database answers, else 503
 
-The endpoint only turns requests into store calls (publisher.web_store) and
-answers with pages (publisher.web_pages). Decisions, by RELIABILITY id:
+The endpoint only turns requests into store calls (publisher.store.signups) and
+answers with pages (publisher.web.pages). Decisions, by RELIABILITY id:
 
 - Signup (E1-E5, E14, S7, S12, S13): the body is read under the rules of
-  publisher.web_input; the per-IP limit is counted first (429 when used up);
+  publisher.web.forms; the per-IP limit is counted first (429 when used up);
   a filled honeypot gets the normal answer and nothing is stored. A valid
   address gets at most a ``pending`` row; a confirmation mail is due only for
   pending or unsubscribed addresses and only within the per-address and global
   quotas, and is queued as a ``confirmation_mails`` row in the signup
-  transaction; a worker thread sends it (publisher.web_mail: at-least-once,
+  transaction; a worker thread sends it (publisher.deliver.confirmations: at-least-once,
   picked up again after a crash). New, pending, active and unsubscribed
   addresses all get the same 200 page, in about the same time.
-- Tokens (S1-S5, S10; publisher.tokens): purpose-bound; confirm links expire
+- Tokens (S1-S5, S10; publisher.deliver.tokens): purpose-bound; confirm links expire
   after ``[web].token_max_age_hours`` and die when the subscriber's state
   changes (E10); unsubscribe and preferences links never expire (CAN-SPAM and
   Gmail want opt-out links in old mail to work). Every bad token, whatever is
@@ -64,20 +64,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from publisher.config import Config
-from publisher.content import read_posts
-from publisher.render import Signup
-from publisher.site import build_site
-from publisher.store import (
-    InvalidAddress,
-    Issue,
-    IssueStatus,
-    Store,
-    StoreError,
-    SubscriberStatus,
-    normalize_email,
-)
-from publisher.templating import make_environment
-from publisher.tokens import (
+from publisher.deliver.confirmations import ConfirmationDrain, ConfirmationWorker, Mailer
+from publisher.deliver.tokens import (
     InvalidToken,
     Purpose,
     TokenSigner,
@@ -87,9 +75,22 @@ from publisher.tokens import (
     preferences_url,
     unsubscribe_url,
 )
-from publisher.web_input import BadInput, ClientAddress, Form, rate_key, read_form
-from publisher.web_mail import ConfirmationDrain, ConfirmationWorker, Mailer
-from publisher.web_pages import (
+from publisher.publish.content import read_posts
+from publisher.publish.render import Signup
+from publisher.publish.site import build_site
+from publisher.publish.templating import make_environment
+from publisher.store import (
+    InvalidAddress,
+    Issue,
+    IssueStatus,
+    Store,
+    StoreError,
+    SubscriberStatus,
+    normalize_email,
+)
+from publisher.store.signups import MAILABLE, ConfirmOutcome, Quota, WebStore
+from publisher.web.forms import BadInput, ClientAddress, Form, rate_key, read_form
+from publisher.web.pages import (
     Link,
     Links,
     Pages,
@@ -98,7 +99,6 @@ from publisher.web_pages import (
     neutral_archive_html,
     security_headers,
 )
-from publisher.web_store import MAILABLE, ConfirmOutcome, Quota, WebStore
 
 log = logging.getLogger("publisher.web")
 

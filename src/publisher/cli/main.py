@@ -40,16 +40,16 @@ def cli(ctx: click.Context, site_dir: Path) -> None:
 def _register_commands() -> None:
     # Each command lives in the module of its stage; registered here in one place.
     # Imported here, not at the top, so `publisher --help` stays fast.
-    from publisher import cli_newsletter
-    from publisher.cli_build import (
+    from publisher.cli import newsletter as cli_newsletter
+    from publisher.cli.build import (
         build_command,
         config_command,
         new_command,
         preview_command,
         serve_command,
     )
-    from publisher.cli_run import run_command
-    from publisher.cli_web import web_command
+    from publisher.cli.run import run_command
+    from publisher.cli.web import web_command
 
     for command in (build_command, new_command, serve_command, preview_command, config_command):
         cli.add_command(command)

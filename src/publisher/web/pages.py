@@ -31,8 +31,8 @@ from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher.config import Config
-from publisher.newsletter import PLACEHOLDERS
-from publisher.templating import render
+from publisher.publish.newsletter import PLACEHOLDERS
+from publisher.publish.templating import render
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``publisher web``: the subscription service (publisher.web) under uvicorn.
+"""``publisher web``: the subscription service (publisher.web.app) under uvicorn.
 
 Meant to run behind a reverse proxy that terminates TLS and forwards
 ``<web base path>/`` to it; list that proxy in ``[web].trusted_proxies`` so the
@@ -22,11 +22,11 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from publisher.config import Config, load_config
+from publisher.deliver.confirmations import ConfirmationMailer
+from publisher.deliver.transports import transport_factory
+from publisher.publish.templating import compile_all, make_environment
 from publisher.store import Store, utc_now
-from publisher.templating import compile_all, make_environment
-from publisher.transports import transport_factory
-from publisher.web import create_app
-from publisher.web_mail import ConfirmationMailer
+from publisher.web.app import create_app
 
 # A web request waits at most about this long for a locked SQLite database before
 # answering 503 + Retry-After (H1); the sender and the scheduler wait longer.

@@ -21,7 +21,7 @@ import jinja2
 from publisher.config import Config
 from publisher.errors import Location, Problem, ProblemsError
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
 class TemplateError(ProblemsError):

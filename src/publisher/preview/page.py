@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from publisher.content import Post
 from publisher.errors import PublisherError
-from publisher.feeds import feed_entry_xml
-from publisher.newsletter import check_issue, personalize, render_post_issue
-from publisher.site import Site, post_path
+from publisher.publish.content import Post
+from publisher.publish.feeds import feed_entry_xml
+from publisher.publish.newsletter import check_issue, personalize, render_post_issue
+from publisher.publish.site import Site, post_path
 
 EXAMPLE_LINK = "example"
 

@@ -27,7 +27,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from publisher.slugs import slugify
+from publisher.publish.slugs import slugify
 
 _ALLOWED_TAGS = set(nh3.ALLOWED_TAGS) | {"section", "input"}
 _ALLOWED_TAGS -= {"input"}  # task-list checkboxes are not rendered; keep forms out entirely

@@ -14,11 +14,19 @@ from typing import Any
 
 import jinja2
 
-from publisher import markup
-from publisher.content import Post
-from publisher.site import Page, Site, Taxonomy, category_path, paginate, post_path, tag_path
-from publisher.templating import make_environment, render
-from publisher.writer import OutputTree
+from publisher.publish import markup
+from publisher.publish.content import Post
+from publisher.publish.site import (
+    Page,
+    Site,
+    Taxonomy,
+    category_path,
+    paginate,
+    post_path,
+    tag_path,
+)
+from publisher.publish.templating import make_environment, render
+from publisher.publish.writer import OutputTree
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from datetime import datetime
 from urllib.parse import quote
 
 from publisher.config import Config
-from publisher.content import Post
-from publisher.slugs import slugify
+from publisher.publish.content import Post
+from publisher.publish.slugs import slugify
 
 
 @dataclass(frozen=True)

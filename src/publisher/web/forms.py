@@ -1,6 +1,6 @@
 """Raw HTTP input to checked values, or a clean 4xx (RELIABILITY E1, E6, E7, S17).
 
-The subscription endpoint (publisher.web) reads every request body through
+The subscription endpoint (publisher.web.app) reads every request body through
 :func:`read_form`, so one set of rules holds everywhere:
 
 - At most ``MAX_BODY_BYTES`` (64 KB): a larger ``Content-Length`` is refused

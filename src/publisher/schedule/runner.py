@@ -4,7 +4,7 @@ Design
 ======
 
 All state lives in the database; the ``schedule`` library (``publisher run``,
-publisher.cli_run) is only a trigger that calls :meth:`Runner.tick` every
+publisher.cli.run) is only a trigger that calls :meth:`Runner.tick` every
 ``[schedule].poll_seconds``, and ``publisher run --once`` calls it once from
 cron. A tick is one idempotent pass: running it twice, in two processes at once,
 after a crash or after the clock jumped, does no more than running it once.
@@ -24,19 +24,19 @@ start, cron plus a service) never do the same job at the same time (G4, G6):
 2. ``issues``: newly published posts dated at or after the newsletter start
    become issues, rendered once and stored (B6). ``per_post``: one issue per
    post, key ``post:<slug>``. ``daily``/``weekly``: at each digest slot
-   (publisher.slots) one digest of the published posts dated up to the slot that
+   (publisher.schedule.slots) one digest of the published posts dated up to the slot that
    no issue has mailed yet, key ``digest:<local date>``; an empty digest is not
    sent; after downtime only the latest slot is made, so a digest missed while
    down goes out once, not once per missed slot. A digest for slot S waits until
    a publish pass at or after S has recorded the posts (``published_as_of``);
    between slots the posts are not read at all.
-3. ``send``: every issue not done goes to publisher.sender, which claims
+3. ``send``: every issue not done goes to publisher.deliver.sender, which claims
    delivery rows one by one (§1.3) and owns the delivery policy (what happens to a
    message in doubt after a crash is written in its docstring). Paused issues are
    skipped with their reason. SIGTERM sets ``stop``: the message in flight is
    finished and recorded, then the tick ends (G2). Before the issues, the same
    job sends the double opt-in mails the web service queued and has not sent
-   (``confirmation_mails``, publisher.web_mail: claims with a lease, so the web
+   (``confirmation_mails``, publisher.deliver.confirmations: claims with a lease, so the web
    worker and the scheduler never send one row twice at once, G4), so a signup
    made just before ``publisher web`` crashed is confirmed without waiting for
    the web service to restart (G1). Databases the web service never used are
@@ -66,7 +66,7 @@ published when the clock steps back (the build uses at least the date of the
 newest post already published); digest slots are computed with zoneinfo in the
 site time zone and keyed by local date, so a repeated hour (fall back) or a
 clock stepping back cannot repeat a digest, and a skipped hour (spring forward)
-cannot skip one (publisher.slots has the rule).
+cannot skip one (publisher.schedule.slots has the rule).
 """
 
 from __future__ import annotations
@@ -82,12 +82,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from publisher.build import BuildResult, build
 from publisher.config import Config
-from publisher.content import Post, read_posts
-from publisher.errors import ContentError, PublisherError
-from publisher.newsletter import RenderedIssue, check_issue, render_digest_issue, render_post_issue
-from publisher.sender import (
+from publisher.deliver.confirmations import ConfirmationDrain, ConfirmationMailer
+from publisher.deliver.sender import (
     Composer,
     MessageComposer,
     SendPolicy,
@@ -97,8 +94,20 @@ from publisher.sender import (
     send_issue,
     worker_name,
 )
-from publisher.site import Site, build_site
-from publisher.slots import DigestSchedule, Slot, describe
+from publisher.deliver.tokens import make_signer
+from publisher.deliver.transports import TransportFactory
+from publisher.errors import ContentError, PublisherError
+from publisher.publish.build import BuildResult, build
+from publisher.publish.content import Post, read_posts
+from publisher.publish.newsletter import (
+    RenderedIssue,
+    check_issue,
+    render_digest_issue,
+    render_post_issue,
+)
+from publisher.publish.site import Site, build_site
+from publisher.publish.templating import make_environment, template_dirs
+from publisher.schedule.slots import DigestSchedule, Slot, describe
 from publisher.store import (
     DeliveryCounts,
     DeliveryStatus,
@@ -107,12 +116,8 @@ from publisher.store import (
     JobState,
     Store,
 )
-from publisher.templating import make_environment, template_dirs
-from publisher.tokens import make_signer
-from publisher.transports import TransportFactory
-from publisher.web_mail import ConfirmationDrain, ConfirmationMailer
-from publisher.web_store import VERSION_KEY as WEB_VERSION_KEY
-from publisher.web_store import WebStore
+from publisher.store.signups import VERSION_KEY as WEB_VERSION_KEY
+from publisher.store.signups import WebStore
 
 Clock = Callable[[], datetime]
 Builder = Callable[[Config, datetime], BuildResult]

@@ -1,4 +1,4 @@
-"""Database access for the subscription endpoint (publisher.web), beside publisher.store.
+"""Database access for the subscription endpoint (publisher.web.app), beside publisher.store.
 
 Kept out of ``store.py`` so the endpoint's needs stay additive: one table of
 its own and a few subscriber operations, each ONE transaction run by the
@@ -33,7 +33,7 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
   a committed signup always has its mail queued and 20 parallel signups queue
   one (E14). The row holds the address, the subscriber id and the
   ``state_version`` the link will be signed for, never the link: the token is
-  signed when the mail is sent (publisher.web_mail). Rows are claimed like
+  signed when the mail is sent (publisher.deliver.confirmations). Rows are claimed like
   deliveries (``store.py``): ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP
   LOCKED`` on PostgreSQL, then ``UPDATE ... RETURNING`` with a lease; a
   ``sending`` row whose lease ran out is due again (at-least-once).

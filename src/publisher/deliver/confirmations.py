@@ -4,13 +4,13 @@ What the mail holds (E2, S7): the site's own words, the site title and the
 confirmation link, nothing else. No text a visitor typed reaches it, not even
 the address beyond the ``To`` header, so the signup form cannot be used to
 mail spam to strangers (listmonk #1133, Ghost #20767). Headers are written as
-in publisher.message: every free-text value is checked for CR, LF, NUL and
+in publisher.deliver.message: every free-text value is checked for CR, LF, NUL and
 ``=?`` (D1, D1b), the subject is encoded so it round-trips (D3), addresses go
 through email-validator (D4, D5); ``Auto-Submitted`` keeps vacation replies
 away (R10). It is DKIM-signed when ``[dkim].enabled``.
 
 Delivery policy (STYLE habit 6): **at-least-once**. The signup transaction
-inserts a ``confirmation_mails`` row (publisher.web_store) together with the
+inserts a ``confirmation_mails`` row (publisher.store.signups) together with the
 pending subscriber and the quotas, so a committed signup always has its mail
 queued, and the per-address quota still allows one row per window (E4, E14).
 :class:`ConfirmationDrain` claims due rows with a lease (§1.3 step 1: ``BEGIN
@@ -48,7 +48,7 @@ from typing import Protocol
 import jinja2
 
 from publisher.config import Config
-from publisher.message import (
+from publisher.deliver.message import (
     encode_subject,
     header_block,
     mailbox,
@@ -56,12 +56,12 @@ from publisher.message import (
     sign,
     site_host,
 )
-from publisher.sender import worker_name
+from publisher.deliver.sender import worker_name
+from publisher.deliver.tokens import Purpose, TokenSigner, confirm_url
+from publisher.deliver.transports import Outcome, SendResult, Stage, TransportFactory
+from publisher.publish.templating import render
 from publisher.store import StoreError
-from publisher.templating import render
-from publisher.tokens import Purpose, TokenSigner, confirm_url
-from publisher.transports import Outcome, SendResult, Stage, TransportFactory
-from publisher.web_store import MAILABLE, ConfirmationMail, WebStore
+from publisher.store.signups import MAILABLE, ConfirmationMail, WebStore
 
 log = logging.getLogger("publisher.web")
 

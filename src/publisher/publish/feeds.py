@@ -40,10 +40,10 @@ from typing import Any
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
-from publisher import markup
-from publisher.content import Post
 from publisher.errors import Location, Problem, ProblemsError
-from publisher.site import Site, Taxonomy, post_path, sort_key
+from publisher.publish import markup
+from publisher.publish.content import Post
+from publisher.publish.site import Site, Taxonomy, post_path, sort_key
 
 EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=UTC)
 GENERATOR = "Publisher"

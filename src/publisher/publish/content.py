@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from publisher import markup
 from publisher.config import Config
 from publisher.errors import Location, Problem
-from publisher.frontmatter import Field, FrontMatterError, split
-from publisher.slugs import is_valid_slug, slug_from_filename, slug_key
+from publisher.publish import markup
+from publisher.publish.frontmatter import Field, FrontMatterError, split
+from publisher.publish.slugs import is_valid_slug, slug_from_filename, slug_key
 
 KNOWN_FIELDS = (
     "title",

@@ -91,10 +91,12 @@ from enum import StrEnum
 from typing import Protocol
 
 from publisher.config import Config
-from publisher.content import Post
+from publisher.deliver.message import build_message, make_message_id
+from publisher.deliver.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
+from publisher.deliver.transports import Outcome, SendResult, Stage, Transport, TransportFactory
 from publisher.errors import PublisherError
-from publisher.message import build_message, make_message_id
-from publisher.newsletter import RenderedIssue
+from publisher.publish.content import Post
+from publisher.publish.newsletter import RenderedIssue
 from publisher.store import (
     Clock,
     Delivery,
@@ -107,8 +109,6 @@ from publisher.store import (
     Subscriber,
     SubscriberStatus,
 )
-from publisher.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
-from publisher.transports import Outcome, SendResult, Stage, Transport, TransportFactory
 
 RESEND_ONCE = "resend_once"
 HOLD = "hold"
@@ -124,7 +124,7 @@ class StopReason(StrEnum):
 
 
 class Composer(Protocol):
-    """Builds one subscriber's message from the stored issue (publisher.message in production)."""
+    """Builds one subscriber's message from the stored issue (publisher.deliver.message in production)."""
 
     def message_id(self, issue: Issue, subscriber: Subscriber) -> str: ...
 
@@ -132,7 +132,7 @@ class Composer(Protocol):
 
 
 class MessageComposer:
-    """The production composer: publisher.message with signed per-subscriber links."""
+    """The production composer: publisher.deliver.message with signed per-subscriber links."""
 
     def __init__(self, config: Config, signer: TokenSigner, clock: Clock) -> None:
         self.config = config

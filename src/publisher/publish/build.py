@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 
 from publisher.config import Config
-from publisher.content import read_posts
 from publisher.errors import ContentError, Problem
-from publisher.feeds import render_feeds
-from publisher.render import render_pages
-from publisher.site import Site, build_site
-from publisher.templating import compile_all, make_environment
-from publisher.writer import OutputTree, WriteSummary, commit
+from publisher.publish.content import read_posts
+from publisher.publish.feeds import render_feeds
+from publisher.publish.render import render_pages
+from publisher.publish.site import Site, build_site
+from publisher.publish.templating import compile_all, make_environment
+from publisher.publish.writer import OutputTree, WriteSummary, commit
 
 Progress = Callable[[str], None]
 

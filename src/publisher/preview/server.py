@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from publisher.build import build
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
-from publisher.site import Site
+from publisher.publish.build import build
+from publisher.publish.site import Site
 
 
 class PreviewServer:
@@ -109,7 +109,7 @@ class PreviewServer:
         """The side-by-side preview of one post (``publisher preview``)."""
         from starlette.responses import HTMLResponse
 
-        from publisher.preview import find_post, preview_page, preview_parts
+        from publisher.preview.page import find_post, preview_page, preview_parts
 
         if self.site is None:
             return HTMLResponse("<p>The last build failed; see the terminal.</p>", status_code=503)

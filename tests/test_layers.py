@@ -1,0 +1,70 @@
+"""The folders are the architecture: this meta-test keeps the imports pointing downhill.
+
+publish/ (pure) and store/ know nothing of delivery, scheduling, the web or the CLI; deliver/ knows
+nothing of scheduling, the web or the CLI. A new import that breaks a rule fails here with its line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "publisher"
+
+# subpackage -> the subpackages it may not import from
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "config": ("publish", "store", "deliver", "schedule", "web", "preview", "cli"),
+    "publish": ("store", "deliver", "schedule", "web", "preview", "cli"),
+    "store": ("publish", "deliver", "schedule", "web", "preview", "cli"),
+    "deliver": ("schedule", "web", "preview", "cli"),
+    "schedule": ("web", "preview", "cli"),
+    "web": ("schedule", "cli"),
+    "preview": ("store", "deliver", "schedule", "web", "cli"),
+}
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "publisher":  # from publisher import deliver
+                found.extend((node.lineno, f"publisher.{alias.name}") for alias in node.names)
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def layer_violations(package: Path) -> list[str]:
+    """Every import that points uphill, as `path:line: layer imports module`."""
+    problems = []
+    for source in sorted(package.rglob("*.py")):
+        parts = source.relative_to(package).parts
+        layer = parts[0] if len(parts) > 1 else ""
+        banned = FORBIDDEN.get(layer, ())
+        for line, module in _imported_modules(ast.parse(source.read_text(encoding="utf-8"))):
+            names = module.split(".")
+            if names[0] == "publisher" and len(names) > 1 and names[1] in banned:
+                rel = source.relative_to(package.parent)
+                problems.append(f"{rel}:{line}: {layer}/ imports {module}")
+    return sorted(set(problems))
+
+
+def test_imports_point_downhill() -> None:
+    assert layer_violations(PACKAGE) == []
+
+
+def test_the_layer_test_catches_an_uphill_import(tmp_path: Path) -> None:
+    (tmp_path / "publish").mkdir()
+    (tmp_path / "publish" / "pages.py").write_text("from publisher.deliver import sender\n")
+    assert layer_violations(tmp_path) == [
+        f"{tmp_path.name}/publish/pages.py:1: publish/ imports publisher.deliver"
+    ]
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_every_layer_is_a_folder(layer: str) -> None:
+    assert (PACKAGE / layer / "__init__.py").is_file()
