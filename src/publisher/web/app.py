@@ -108,6 +108,7 @@ T = TypeVar("T")
 MAX_ADDRESS_CHARS = 254  # RFC 5321 path limit (E3, S17)
 REPEATABLE = frozenset({"categories"})
 RETRY_LOCKED_SECONDS = "5"
+MAX_ISSUE_ID = 2**31 - 1  # PostgreSQL's integer; SQLite's int64 overflows later
 HOUR = timedelta(hours=1)
 SIGNUP_TEMPLATE = "partials/signup.html"
 
@@ -453,7 +454,10 @@ class WebService:
         )
 
     async def archive_issue(self, request: Request) -> Response:
-        issue = await self._db(self.store.get_issue, request.path_params["issue_id"])
+        issue_id = request.path_params["issue_id"]
+        if issue_id > MAX_ISSUE_ID:  # no such row; the database would overflow, not answer
+            raise HTTPException(404)
+        issue = await self._db(self.store.get_issue, issue_id)
         if issue is None or issue.status not in (IssueStatus.DONE, IssueStatus.SENDING):
             raise HTTPException(404)
         return HTMLResponse(
