@@ -28,7 +28,8 @@ import pytest
 from starlette.applications import Starlette
 
 from builders import make_config, write_config, write_post
-from publisher.config import Config
+from publisher.cli.web import CategoryRefresher, open_web_app
+from publisher.config import Config, load_config
 from publisher.deliver.confirmations import ConfirmationMailer, confirmation_message
 from publisher.deliver.tokens import Purpose, TokenSigner, load_keys
 from publisher.deliver.transports import Outcome, SendResult, Stage, transport_factory
@@ -45,7 +46,7 @@ from publisher.store import (
     SubscriberStatus,
 )
 from publisher.store.signups import MailStatus
-from publisher.web.app import Categories, WebService, create_app
+from publisher.web.app import WebService, create_app
 from publisher.web.forms import ClientAddress, rate_key
 from smtp_sink import SmtpSink, free_port
 
@@ -347,16 +348,34 @@ def test_unknown_category_is_400(web: Web):
     assert web.store.count_subscribers() == 0
 
 
-def test_a_new_category_is_accepted_after_a_reload(db_url: str, tmp_path: Path):
-    names = [("세계",)]
-    monotonic = [0.0]
-    categories = Categories(
-        names[-1], lambda: names[-1], min_age=60, monotonic=lambda: monotonic[0]
-    )
-    names.append(("세계", "과학"))
-    assert categories.check(["과학"]) is None  # loaded a moment ago: not yet re-read
-    monotonic[0] = 61.0
-    assert categories.check(["과학", "세계", "과학"]) == ("세계", "과학")
+def test_a_new_category_is_accepted_after_the_posts_change(tmp_path: Path):
+    """The composition root re-reads the posts when a file changes, never on a request."""
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md", category="세계")
+    config = load_config(tmp_path, env=SECRET)
+    refresher = CategoryRefresher(config, FakeClock(), poll_seconds=3600)
+    assert refresher.refresh() and refresher.categories.names == ("세계",)
+    assert not refresher.refresh()  # nothing changed: nothing read
+    write_post(tmp_path, "b.md", category="과학")
+    assert refresher.refresh()
+    assert refresher.categories.names == ("과학", "세계")
+    assert refresher.categories.check(["세계", "과학", "세계"]) == ("과학", "세계")
+
+
+def test_signups_never_read_the_posts(tmp_path: Path):
+    """A post the reader cannot open made an unknown-category signup a 500 (issue 8 item 6)."""
+    write_config(tmp_path, web={"signups_per_ip_per_hour": 100})
+    write_post(tmp_path, "a.md", category="세계")
+    config = load_config(tmp_path, env=SECRET)
+    app, close = open_web_app(config, FakeClock())
+    try:
+        (tmp_path / "posts" / "broken.md").mkdir()  # read_bytes() raises IsADirectoryError
+        with TestClient(app, base_url=BASE, client=VISITOR) as client:
+            for categories, status in ((["없는 카테고리"], 400), (["세계"], 200)):
+                data = {"email": "r@example.com", "categories": categories}
+                assert client.post(WEB + "subscribe", data=data).status_code == status
+    finally:
+        close()
 
 
 def test_confirmation_mail_has_no_visitor_text_and_config_urls_only(make_web: WebFactory, tmp_path):

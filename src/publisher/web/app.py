@@ -46,7 +46,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,9 +74,7 @@ from publisher.deliver.tokens import (
     preferences_url,
     unsubscribe_url,
 )
-from publisher.publish.content import read_posts
 from publisher.publish.render import Signup
-from publisher.publish.site import build_site
 from publisher.publish.templating import make_environment
 from publisher.store import (
     InvalidAddress,
@@ -117,44 +114,28 @@ SIGNUP_TEMPLATE = "partials/signup.html"
 
 
 class Categories:
-    """The site's category names; re-read from the posts on an unknown name, at most once a minute.
+    """The site's category names, as the composition root last read them from the posts.
 
-    So a category that appears with a new post is accepted without a restart.
+    The service never reads posts itself (no file I/O at request time, and a
+    broken post cannot turn a signup into a 500): ``publisher web`` reads the
+    site at start-up and calls :meth:`replace` when the posts change
+    (publisher.cli.web). Replacing the tuple is atomic, so requests see the
+    old list or the new one, never a mix.
     """
 
-    def __init__(
-        self,
-        names: tuple[str, ...],
-        load: Callable[[], tuple[str, ...]],
-        *,
-        min_age: float = 60.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.names = names
-        self._load = load
-        self._min_age = min_age
-        self._monotonic = monotonic
-        self._loaded_at = monotonic()
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names = tuple(names)
+
+    def replace(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
 
     def check(self, values: Iterable[str]) -> tuple[str, ...] | None:
         """``values`` deduplicated in site order, or None when one is unknown."""
+        names = self.names  # one snapshot for the whole check
         wanted = set(values)
-        if not wanted <= set(self.names) and self._monotonic() - self._loaded_at >= self._min_age:
-            self.names = self._load()
-            self._loaded_at = self._monotonic()
-        if not wanted <= set(self.names):
+        if not wanted <= set(names):
             return None
-        return tuple(name for name in self.names if name in wanted)
-
-
-def site_categories(config: Config, clock: Callable[[], datetime]) -> Callable[[], tuple[str, ...]]:
-    """Categories of the public posts; a post with problems is left out, not fatal."""
-
-    def load() -> tuple[str, ...]:
-        posts = read_posts(config).posts
-        return tuple(c.name for c in build_site(config, posts, clock()).categories)
-
-    return load
+        return tuple(name for name in names if name in wanted)
 
 
 class Csrf:
@@ -281,7 +262,7 @@ class WebService:
         if form.get("website").strip():  # the honeypot: bots fill it, people never see it (E5)
             return self._accepted()
         address = checked_address(form.get("email"))
-        categories = await self._db(self.categories.check, form.get_all("categories"))
+        categories = self.categories.check(form.get_all("categories"))
         if categories is None:
             raise BadInput(400, "알 수 없는 카테고리입니다.")
         result = await self._db(
@@ -415,7 +396,7 @@ class WebService:
         return await self._save_preferences(token, found[0], form)
 
     async def _save_preferences(self, token: str, subscriber_id: int, form: Form) -> Response:
-        categories = await self._db(self.categories.check, form.get_all("categories"))
+        categories = self.categories.check(form.get_all("categories"))
         if categories is None:
             raise BadInput(400, "알 수 없는 카테고리입니다.")
         if not await self._db(self.web_store.set_categories, subscriber_id, categories):
@@ -580,20 +561,19 @@ def create_app(
     mailer: Mailer,
     clock: Callable[[], datetime],
     *,
-    categories: Sequence[str] | None = None,
+    categories: Categories | Sequence[str] = (),
     env: jinja2.Environment | None = None,
 ) -> Starlette:
     """The service as an ASGI app, its routes mounted at the path of ``config.web_base_url``.
 
-    ``categories`` fixes the category list (tests); by default it is read from
-    the posts and re-read when a signup names an unknown one.
+    ``categories`` are the site's category names; pass a :class:`Categories`
+    to replace them while the app runs (``publisher web`` does, from the posts).
     """
     env = env or make_environment(config)
-    load = site_categories(config, clock) if categories is None else _fixed(tuple(categories))
+    if not isinstance(categories, Categories):
+        categories = Categories(categories)
     keys = load_keys(config, store, warn=log.warning)
-    service = WebService(
-        config, WebStore.open(store), keys, mailer, clock, Categories(load(), load), env
-    )
+    service = WebService(config, WebStore.open(store), keys, mailer, clock, categories, env)
     headers = security_headers(config)
     inner = Starlette(
         routes=service.routes(),
@@ -620,10 +600,6 @@ def create_app(
     outer.router.redirect_slashes = False
     outer.state.web = service
     return outer
-
-
-def _fixed(names: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
-    return lambda: names
 
 
 def mount_path(config: Config) -> str:
