@@ -13,11 +13,13 @@ access log is off too, because request paths carry tokens (S20).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from starlette.applications import Starlette
@@ -29,15 +31,32 @@ from publisher.deliver.transports import transport_factory
 from publisher.publish.content import read_posts
 from publisher.publish.site import build_site
 from publisher.publish.templating import compile_all, make_environment
-from publisher.store import Store, utc_now
+from publisher.store import PgTimeouts, Store, utc_now
 from publisher.web.app import Categories, create_app
+from publisher.web.server import KEEP_ALIVE_SECONDS, MAX_HEAD_BYTES, BoundedH11Protocol
 
 log = logging.getLogger("publisher.web")
 
 # A web request waits at most about this long for a locked SQLite database before
 # answering 503 + Retry-After (H1); the sender and the scheduler wait longer.
+# On PostgreSQL the same wait is lock_timeout and the pool's timeout, and no statement of a
+# request runs longer than 3 s: a locked table answers 503 too (issue 8 item 7).
 BUSY_TIMEOUT_SECONDS = 1.0
 RETRY_SECONDS = 3.0
+PG_TIMEOUTS = PgTimeouts(lock=BUSY_TIMEOUT_SECONDS, statement=3.0, pool=BUSY_TIMEOUT_SECONDS)
+# Every uvicorn option publisher web sets. No proxy headers: [web].trusted_proxies decides whom
+# to believe (E6); no access log: paths carry tokens (S20); slow clients are cut off
+# (publisher.web.server, issue 8 item 9).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "forwarded_allow_ips": "",
+    "server_header": False,
+    "access_log": False,
+    "log_level": "warning",
+    "http": BoundedH11Protocol,
+    "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+}
 # How often the posts folder is checked for changes (a stat of each file, no read).
 CATEGORY_POLL_SECONDS = 10.0
 
@@ -126,6 +145,7 @@ def open_web_app(
         clock=clock,
         busy_timeout=BUSY_TIMEOUT_SECONDS,
         retry_seconds=RETRY_SECONDS,
+        pg_timeouts=PG_TIMEOUTS,
     )
     refresher = CategoryRefresher(config, clock)
     try:
@@ -145,7 +165,12 @@ def open_web_app(
 
 
 def preview_routes(config: Config) -> tuple[list[BaseRoute], Callable[[], None]]:
-    """The service's routes (one Mount at its base path) for ``publisher serve``."""
+    """The service's routes (one Mount at its base path) for ``publisher serve``.
+
+    ``[web].trusted_proxies`` is for ``publisher web`` behind its proxy only: the preview
+    believes no ``X-Forwarded-For``.
+    """
+    config = dataclasses.replace(config, web=dataclasses.replace(config.web, trusted_proxies=()))
     app, close = open_web_app(config)
     return list(app.routes), close
 
@@ -175,14 +200,6 @@ def web_command(ctx: click.Context, host: str | None, port: int | None) -> None:
     app, close = open_web_app(config)
     click.echo(f"Serving {config.web_base_url} at http://{host}:{port}/ (Ctrl-C to stop).")
     try:
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            proxy_headers=False,
-            server_header=False,
-            access_log=False,
-            log_level="warning",
-        )
+        uvicorn.run(app, host=host, port=port, **UVICORN_OPTIONS)
     finally:
         close()

@@ -58,7 +58,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -524,6 +524,11 @@ class WebService:
             headers={"Retry-After": RETRY_LOCKED_SECONDS},
         )
 
+    async def client_gone(self, request: Request, exc: Exception) -> Response:
+        # The client left mid-body (or was cut off for being slow, publisher.web.server):
+        # nobody reads this answer, and it is no error of ours to log as a traceback.
+        return Response(status_code=400)
+
     async def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         titles = {404: "페이지를 찾을 수 없습니다", 405: "허용되지 않는 요청입니다"}
@@ -582,6 +587,7 @@ def create_app(
             BadInput: service.bad_input,
             StoreError: service.unavailable,
             HTTPException: service.http_error,
+            ClientDisconnect: service.client_gone,
         },
     )
     inner.router.redirect_slashes = False  # no redirects at all (E12, S15)
