@@ -260,7 +260,29 @@ def _migration_1(conn: Connection) -> None:
 
 
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1,)
+# Signups as they arrive, before anything is decided about them: the request only appends
+# here, so every address costs the request the same work (issue 8 item 8, S13); the
+# confirmation worker (publisher.deliver.confirmations) applies them. Its own MetaData keeps
+# it out of _migration_1.
+signup_metadata = MetaData()
+signup_requests = Table(
+    "signup_requests",
+    signup_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),  # normalized
+    Column("categories", Text, nullable=False),  # JSON list
+    Column("source", String(500), nullable=False),
+    Column("text_version", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+def _migration_signup_requests(conn: Connection) -> None:
+    """The signup request queue; idempotent and independent of other migrations."""
+    signup_requests.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1, _migration_signup_requests)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
