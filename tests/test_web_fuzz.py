@@ -202,11 +202,12 @@ def bad(status: int, headers: Any, text: str) -> bool:
 
 
 @pytest.fixture
-def fuzz_site(tmp_path: Path) -> Iterator[tuple[Config, Starlette, Fuzzer]]:
+def fuzz_site(tmp_path: Path, db_url: str) -> Iterator[tuple[Config, Starlette, Fuzzer]]:
+    """``publisher web``'s app on SQLite, then PostgreSQL (archive ids overflow differently)."""
     write_config(tmp_path, web={"signups_per_ip_per_hour": 100_000})
     write_post(tmp_path, "a.md", category="세계")
     write_post(tmp_path, "b.md", category="기술")
-    config = load_config(tmp_path, env=SECRET)
+    config = load_config(tmp_path, env={**SECRET, "PUBLISHER_DATABASE_URL": db_url})
     app, close = open_web_app(config)
     try:
         service: WebService = app.state.web
