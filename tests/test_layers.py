@@ -24,6 +24,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "preview": ("store", "deliver", "schedule", "web", "cli"),
 }
 
+# folder -> modules it may not import although its layer may: the web service gets the site's
+# categories from the composition root (cli/web.py) and never reads posts at request time.
+# A future web/editor/, which edits posts, is exempt.
+FORBIDDEN_MODULES: dict[str, tuple[str, ...]] = {
+    "web": ("publish.content", "publish.frontmatter", "publish.build"),
+}
+EXEMPT = ("web/editor",)
+
 
 def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
@@ -35,6 +43,8 @@ def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
                 found.extend((node.lineno, f"publisher.{alias.name}") for alias in node.names)
             else:
                 found.append((node.lineno, node.module))
+                if node.module.startswith("publisher."):  # from publisher.publish import content
+                    found.extend((node.lineno, f"{node.module}.{a.name}") for a in node.names)
     return found
 
 
@@ -45,9 +55,16 @@ def layer_violations(package: Path) -> list[str]:
         parts = source.relative_to(package).parts
         layer = parts[0] if len(parts) > 1 else ""
         banned = FORBIDDEN.get(layer, ())
+        exempt = any(source.relative_to(package).as_posix().startswith(e + "/") for e in EXEMPT)
+        banned_modules = () if exempt else FORBIDDEN_MODULES.get(layer, ())
+        reported: set[int] = set()  # one problem per import statement
         for line, module in _imported_modules(ast.parse(source.read_text(encoding="utf-8"))):
             names = module.split(".")
-            if names[0] == "publisher" and len(names) > 1 and names[1] in banned:
+            inner = ".".join(names[1:])
+            uphill = len(names) > 1 and names[1] in banned
+            off_limits = any(inner == m or inner.startswith(m + ".") for m in banned_modules)
+            if names[0] == "publisher" and (uphill or off_limits) and line not in reported:
+                reported.add(line)
                 rel = source.relative_to(package.parent)
                 problems.append(f"{rel}:{line}: {layer}/ imports {module}")
     return sorted(set(problems))
@@ -62,6 +79,25 @@ def test_the_layer_test_catches_an_uphill_import(tmp_path: Path) -> None:
     (tmp_path / "publish" / "pages.py").write_text("from publisher.deliver import sender\n")
     assert layer_violations(tmp_path) == [
         f"{tmp_path.name}/publish/pages.py:1: publish/ imports publisher.deliver"
+    ]
+
+
+def test_the_web_may_not_read_posts_except_its_editor(tmp_path: Path) -> None:
+    (tmp_path / "web" / "editor").mkdir(parents=True)
+    (tmp_path / "web" / "app.py").write_text(
+        "from publisher.publish.content import read_posts\n"
+        "from publisher.publish.templating import make_environment\n"
+        "import publisher.publish.build\n"
+        "from publisher.publish import frontmatter, site\n"
+    )
+    (tmp_path / "web" / "editor" / "save.py").write_text("from publisher.publish import content\n")
+    (tmp_path / "web" / "editor" / "load.py").write_text(
+        "from publisher.publish.frontmatter import parse\n"
+    )
+    assert layer_violations(tmp_path) == [
+        f"{tmp_path.name}/web/app.py:1: web/ imports publisher.publish.content",
+        f"{tmp_path.name}/web/app.py:3: web/ imports publisher.publish.build",
+        f"{tmp_path.name}/web/app.py:4: web/ imports publisher.publish.frontmatter",
     ]
 
 

@@ -9,8 +9,10 @@ in publisher.deliver.message: every free-text value is checked for CR, LF, NUL a
 through email-validator (D4, D5); ``Auto-Submitted`` keeps vacation replies
 away (R10). It is DKIM-signed when ``[dkim].enabled``.
 
-Delivery policy (STYLE habit 6): **at-least-once**. The signup transaction
-inserts a ``confirmation_mails`` row (publisher.store.signups) together with the
+Delivery policy (STYLE habit 6): **at-least-once**. The request only queues a
+``signup_requests`` row (the same work for every address, S13); each pass of
+:class:`ConfirmationDrain` first applies those, each in one transaction that
+removes it and inserts a ``confirmation_mails`` row (publisher.store.signups) together with the
 pending subscriber and the quotas, so a committed signup always has its mail
 queued, and the per-address quota still allows one row per window (E4, E14).
 :class:`ConfirmationDrain` claims due rows with a lease (§1.3 step 1: ``BEGIN
@@ -34,6 +36,7 @@ subscriber and row ids, never the link (S20).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -61,7 +64,7 @@ from publisher.deliver.tokens import Purpose, TokenSigner, confirm_url
 from publisher.deliver.transports import Outcome, SendResult, Stage, TransportFactory
 from publisher.publish.templating import render
 from publisher.store import StoreError
-from publisher.store.signups import MAILABLE, ConfirmationMail, WebStore
+from publisher.store.signups import MAILABLE, ConfirmationMail, Quota, WebStore
 
 log = logging.getLogger("publisher.web")
 
@@ -107,6 +110,16 @@ def confirmation_message(
     body.add_alternative(render(env, HTML_TEMPLATE, **context), subtype="html")
     message = header_block(headers) + body.as_bytes()
     return sign(config, message) if config.dkim.enabled else message
+
+
+def confirmation_quotas(config: Config, address: str) -> list[Quota]:
+    """At most one mail per address per window, and a global hourly cap (E4, E5, S12)."""
+    web = config.web
+    digest = hashlib.sha256(address.encode("utf-8")).hexdigest()[:32]
+    return [
+        Quota("address:" + digest, 1, timedelta(hours=web.confirmations_per_address_hours)),
+        Quota("confirmations", web.confirmations_per_hour, timedelta(hours=1)),
+    ]
 
 
 class Mailer(Protocol):
@@ -190,8 +203,9 @@ class ConfirmationDrain:
         self.name = name or worker_name()
 
     def run(self, stop: threading.Event | None = None) -> DrainReport:
-        """Send every mail due now; returns early when ``stop`` is set (G2)."""
+        """Apply queued signups, then send every mail due now; returns early on ``stop`` (G2)."""
         report = DrainReport()
+        self.store.apply_signups(lambda address: confirmation_quotas(self.config, address), stop)
         while stop is None or not stop.is_set():
             # One row per claim: a stop leaves nothing claimed and unattempted.
             claimed = self.store.claim_mails(self.name, 1, self.policy.lease)

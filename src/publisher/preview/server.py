@@ -127,7 +127,17 @@ class PreviewServer:
     def serve(self, host: str, port: int) -> None:
         import uvicorn
 
-        uvicorn.run(self.app(), host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+        # proxy_headers=False: uvicorn would otherwise take any X-Forwarded-For from a loopback
+        # peer as the client's address, which the mounted signup service records and limits by
+        # (issue 8 item 10). The preview sits behind no proxy.
+        uvicorn.run(
+            self.app(),  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=False,
+            forwarded_allow_ips="",
+        )
 
     def stop(self) -> None:
         self.stopping.set()

@@ -62,6 +62,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
@@ -259,7 +260,29 @@ def _migration_1(conn: Connection) -> None:
 
 
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1,)
+# Signups as they arrive, before anything is decided about them: the request only appends
+# here, so every address costs the request the same work (issue 8 item 8, S13); the
+# confirmation worker (publisher.deliver.confirmations) applies them. Its own MetaData keeps
+# it out of _migration_1.
+signup_metadata = MetaData()
+signup_requests = Table(
+    "signup_requests",
+    signup_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),  # normalized
+    Column("categories", Text, nullable=False),  # JSON list
+    Column("source", String(500), nullable=False),
+    Column("text_version", String(100), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+def _migration_signup_requests(conn: Connection) -> None:
+    """The signup request queue; idempotent and independent of other migrations."""
+    signup_requests.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1, _migration_signup_requests)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -432,13 +455,16 @@ class Store:
         migrate: bool = False,
         busy_timeout: float = 5.0,
         retry_seconds: float = 30.0,
+        pg_timeouts: PgTimeouts | None = None,
     ) -> Store:
         """Connect, create a fresh schema or check its version (H6).
 
-        ``busy_timeout`` is SQLite's own wait for a lock; ``retry_seconds`` bounds
-        how long a transaction is retried after a lock or a dropped connection.
+        ``busy_timeout`` is SQLite's own wait for a lock; ``pg_timeouts`` bound
+        PostgreSQL's waits (none by default); ``retry_seconds`` bounds how long a
+        transaction is retried after a lock or a dropped connection.
         """
-        store = cls(_make_engine(url, busy_timeout), clock, retry_seconds)
+        engine = _make_engine(url, busy_timeout, pg_timeouts)
+        store = cls(engine, clock, retry_seconds)
         try:
             store._prepare_schema(migrate)
         except BaseException:
@@ -466,6 +492,11 @@ class Store:
                     raise self._error(exc) from exc
                 _time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+            except PoolTimeout as exc:  # every pooled connection is busy: like a lock, not a bug
+                raise StoreError(
+                    f"database {self.name}: no free connection ({exc})",
+                    hint="The database is busy; try again shortly.",
+                ) from exc
 
     def _retryable(self, exc: DBAPIError) -> bool:
         if exc.connection_invalidated:
@@ -1396,16 +1427,52 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _make_engine(url: str, busy_timeout: float) -> Engine:
+@dataclass(frozen=True)
+class PgTimeouts:
+    """PostgreSQL waits, in seconds; each one raises (retried, then StoreError) instead of hanging.
+
+    Without them a request waited forever behind ``LOCK TABLE``, then the pool ran
+    dry and every request waited 30 s for a connection (issue 8 item 7).
+    """
+
+    lock: float  # lock_timeout: waiting for a row, table or advisory lock
+    statement: float  # statement_timeout: one statement, waits included
+    pool: float  # waiting for a free pooled connection
+    connect: int = 5  # connect_timeout, whole seconds
+
+
+def _make_engine(url: str, busy_timeout: float, pg_timeouts: PgTimeouts | None) -> Engine:
     parsed = make_url(normalize_url(url))
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
+        if pg_timeouts is None:
+            return create_engine(parsed, pool_pre_ping=True)
+        return _postgres_engine(parsed, pg_timeouts)
     raise StoreError(
         f"unsupported database URL {parsed.render_as_string(hide_password=True)}",
         hint="Use sqlite:///publisher.db or postgresql://user@host/dbname.",
     )
+
+
+def _postgres_engine(parsed: Any, timeouts: PgTimeouts) -> Engine:
+    engine = create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_timeout=timeouts.pool,
+        connect_args={"connect_timeout": timeouts.connect},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # Session settings, in milliseconds; SET is transactional, hence the commit.
+        cursor.execute(f"SET lock_timeout = {max(int(timeouts.lock * 1000), 1)}")
+        cursor.execute(f"SET statement_timeout = {max(int(timeouts.statement * 1000), 1)}")
+        cursor.close()
+        dbapi_connection.commit()
+
+    return engine
 
 
 def _sqlite_engine(parsed: Any, busy_timeout: float) -> Engine:

@@ -19,6 +19,10 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
   counted together, or none is counted. State lives in the database, so a
   restart or a second process does not reset a limit (listmonk's in-memory
   window does).
+- **Signup requests** (S13, issue 8 item 8): the request only appends a
+  ``signup_requests`` row (:meth:`WebStore.record_signup`); the worker applies
+  it with :meth:`WebStore.apply_signups` as one transaction that deletes it and
+  does the signup below, so each request is applied once.
 - **Signup** (E3, E14, H5): ``INSERT ... ON CONFLICT DO NOTHING`` on the
   normalized address creates at most one ``pending`` row and never an active
   one; the confirmation quotas are taken in the same transaction, only for
@@ -41,7 +45,9 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -76,6 +82,7 @@ from publisher.store import (
     SubscriberStatus,
     UtcDateTime,
     settings,
+    signup_requests,
     subscriber_categories,
     subscribers,
 )
@@ -273,27 +280,100 @@ class WebStore:
     ) -> SignupResult:
         """A pending row for ``address`` (normalized) unless one exists, and the mail decision."""
         now = self.clock()
+        return self._run(
+            lambda conn: self._signup(conn, address, categories, source, text_version, quotas, now)
+        )
 
-        def work(conn: Connection) -> SignupResult:
-            self._insert_pending(conn, address, categories, source, text_version, now)
-            row = conn.execute(
-                select(subscribers.c.id, subscribers.c.status, subscribers.c.state_version)
-                .where(subscribers.c.email == address)
-                .with_for_update()
-            ).one()
-            if row.status not in MAILABLE:
-                # Active or bounced: nothing to send. Read the quotas anyway, so every
-                # state costs about the same and timing tells nothing (S13).
-                for quota in quotas:
-                    self._used(conn, quota, now)
-                return SignupResult(row.id, row.state_version, send=False)
-            if self._take(conn, quotas, now) is not None:
-                return SignupResult(row.id, row.state_version, send=False)
-            self._record_consent(conn, row.id, source, text_version, now)
-            self._queue_mail(conn, row.id, address, row.state_version, now)
-            return SignupResult(row.id, row.state_version, send=True)
+    def _signup(
+        self,
+        conn: Connection,
+        address: str,
+        categories: Sequence[str],
+        source: str,
+        text_version: str,
+        quotas: Sequence[Quota],
+        now: datetime,
+    ) -> SignupResult:
+        self._insert_pending(conn, address, categories, source, text_version, now)
+        row = conn.execute(
+            select(subscribers.c.id, subscribers.c.status, subscribers.c.state_version)
+            .where(subscribers.c.email == address)
+            .with_for_update()
+        ).one()
+        if row.status not in MAILABLE:
+            return SignupResult(row.id, row.state_version, send=False)  # active or bounced
+        if self._take(conn, quotas, now) is not None:
+            return SignupResult(row.id, row.state_version, send=False)
+        self._record_consent(conn, row.id, source, text_version, now)
+        self._queue_mail(conn, row.id, address, row.state_version, now)
+        return SignupResult(row.id, row.state_version, send=True)
 
-        return self._run(work)
+    # signup requests (issue 8 item 8) -----------------------------------------------------------
+
+    def record_signup(
+        self, address: str, categories: Sequence[str], *, source: str, text_version: str
+    ) -> None:
+        """Queue a signup to be applied by :meth:`apply_signups`: one INSERT, whatever the address.
+
+        The request path calls only this, so a new, pending, active or unsubscribed
+        address costs it exactly the same statements and nothing about the address
+        shows in the response time (S13). Committed before the answer: a signup that
+        got its 200 is never lost (G1).
+        """
+        stmt = insert(signup_requests).values(
+            email=address,
+            categories=json.dumps(sorted(set(categories)), ensure_ascii=False),
+            source=source[:500],
+            text_version=text_version[:100],
+            created_at=self.clock(),
+        )
+        self._run(lambda conn: conn.execute(stmt))
+
+    def apply_signups(
+        self, quotas: Callable[[str], Sequence[Quota]], stop: threading.Event | None = None
+    ) -> list[SignupResult]:
+        """Apply queued signups, oldest first, each in ONE transaction with its removal.
+
+        As :meth:`signup` did on the request path (the request's own time counts for
+        consent and quotas); a request is applied exactly once, whichever process
+        (the web worker or ``publisher run``) takes it.
+        """
+        results: list[SignupResult] = []
+        while stop is None or not stop.is_set():
+            result = self._run(lambda conn: self._apply_one(conn, quotas))
+            if result is None:
+                break
+            if isinstance(result, SignupResult):
+                results.append(result)
+        return results
+
+    def _apply_one(
+        self, conn: Connection, quotas: Callable[[str], Sequence[Quota]]
+    ) -> SignupResult | bool | None:
+        query = (
+            select(signup_requests)
+            .order_by(signup_requests.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # SQLite: BEGIN IMMEDIATE serializes instead
+        )
+        row = conn.execute(query).mappings().one_or_none()
+        if row is None:
+            return None
+        conn.execute(delete(signup_requests).where(signup_requests.c.id == row["id"]))
+        try:
+            categories = tuple(json.loads(row["categories"]))
+        except ValueError:
+            return False  # cannot happen for rows record_signup wrote; dropped, not retried
+        address = row["email"]
+        now = row["created_at"]
+        return self._signup(
+            conn, address, categories, row["source"], row["text_version"], quotas(address), now
+        )
+
+    def pending_signups(self) -> int:
+        """How many signups wait to be applied (tests, operators)."""
+        query = select(func.count()).select_from(signup_requests)
+        return self._run(lambda conn: int(conn.execute(query).scalar_one()), write=False)
 
     def _insert_pending(
         self,

@@ -8,6 +8,7 @@ The subscription endpoint (publisher.web.app) reads every request body through
 - Only ``application/x-www-form-urlencoded`` and ``multipart/form-data`` in
   UTF-8; anything else is 415. An empty body is an empty form, whatever its
   type: the RFC 8058 one-click POST is sometimes sent without one.
+- A multipart boundary has 1 to 70 characters (RFC 2046), else 400.
 - Bytes and percent-escapes must be valid UTF-8, a parameter may appear once
   (except the named repeatable ones, e.g. the category checkboxes), files are
   refused, and at most ``MAX_FIELDS`` fields: otherwise 400. Starlette's own
@@ -36,6 +37,7 @@ from publisher.errors import PublisherError
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 64
+MAX_BOUNDARY_CHARS = 70  # RFC 2046 section 5.1.1: 1 to 70 characters
 URLENCODED = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 
@@ -104,6 +106,8 @@ def parse_form(body: bytes, content_type: str, *, repeatable: frozenset[str]) ->
         boundary = options.get(b"boundary")
         if not boundary:
             raise BadInput(400, "multipart form without a boundary")
+        if len(boundary) > MAX_BOUNDARY_CHARS:  # python-multipart raises ValueError beyond 256
+            raise BadInput(400, "multipart boundary longer than 70 characters (RFC 2046)")
         pairs = _multipart(body, boundary)
     else:
         raise BadInput(415, "expected application/x-www-form-urlencoded or multipart/form-data")
