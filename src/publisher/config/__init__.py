@@ -375,6 +375,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("newsletter", "reply_to", optional(email_address), "", "Reply-To address; empty for none."),
     _s(
         "newsletter",
+        "postal_address",
+        string,
+        "",
+        "Postal address shown in every email's footer (CAN-SPAM asks for one); empty for none.",
+    ),
+    _s(
+        "newsletter",
         "list_id",
         string,
         "",
@@ -634,6 +641,7 @@ class NewsletterConfig:
     from_address: str
     from_name: str
     reply_to: str | None
+    postal_address: str
     list_id: str
     unsubscribe_mailto: str | None
     transport: str
