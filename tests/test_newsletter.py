@@ -541,3 +541,55 @@ def test_plain_text_skips_hidden_elements_and_keeps_br(tmp_path: Path) -> None:
         "<p>가<br>나</p><div hidden>또 숨김</div></body></html>"
     )
     assert html_to_text(page) == "가\n나\n"
+
+
+# --- issue 8, items 22 and 23 ------------------------------------------------------------
+
+
+def _inline_style(element: Any) -> dict[str, str]:
+    pairs = (part.split(":", 1) for part in (element.get("style") or "").split(";") if ":" in part)
+    return {name.strip().lower(): value.strip().lower() for name, value in pairs}
+
+
+def test_preheader_is_hidden_without_text_the_colour_of_its_background(tmp_path: Path) -> None:
+    """SpamAssassin's HTML_FONT_LOW_CONTRAST scores text coloured like its background."""
+    page = document(issue_for(tmp_path).html)
+    style = _inline_style(page.cssselect(".preheader")[0])
+    assert style["display"] == "none !important"
+    assert (style["max-height"], style["overflow"], style["mso-hide"], style["opacity"]) == (
+        "0",
+        "hidden",
+        "all",
+        "0",
+    )
+    assert "color" not in style
+    for element in page.iter():
+        if not isinstance(element.tag, str) or "color" not in _inline_style(element):
+            continue
+        colour = _inline_style(element)["color"].removesuffix(" !important")
+        backgrounds = [
+            _inline_style(e).get("background-color", "").removesuffix(" !important")
+            for e in (element, *element.iterancestors())
+        ]
+        shown_on = next((b for b in backgrounds if b), "#ffffff")
+        assert colour != shown_on, (element.tag, element.get("class"), colour)
+
+
+def test_footer_names_the_sender_and_the_postal_address(tmp_path: Path) -> None:
+    issue = issue_for(
+        tmp_path,
+        newsletter={
+            "reply_to": "desk@blog.example.com",
+            "postal_address": "서울시 중구 세종대로 1",
+        },
+    )
+    footer = document(issue.html).cssselect(".footer")[0]
+    mailtos = [a.get("href") for a in footer.iter("a") if a.get("href").startswith("mailto:")]
+    config = make_config(tmp_path)
+    assert mailtos == [f"mailto:{config.newsletter.from_address}", "mailto:desk@blog.example.com"]
+    assert "서울시 중구 세종대로 1" in footer.text_content()
+    assert f"보낸 사람: {config.from_name} <{config.newsletter.from_address}>" in issue.text
+    assert "서울시 중구 세종대로 1" in issue.text
+    # Without reply_to the site author's address is the contact; no postal line unless set.
+    plain = " ".join(issue_for(tmp_path / "plain").text.split())
+    assert "문의: <editor@blog.example.com>" in plain and "서울시" not in plain
