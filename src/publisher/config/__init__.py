@@ -782,6 +782,41 @@ class Config:
         return value or None
 
 
+SMTP_URL_ENV = "PUBLISHER_SMTP_URL"  # overrides [smtp] (publisher.deliver.transports)
+
+
+def unused_smtp_settings(config: Config) -> list[str]:
+    """SMTP settings that are set although ``transport = "outbox"`` ignores them.
+
+    ``$PUBLISHER_SMTP_URL``, the password variable, and every ``[smtp]`` key whose
+    value differs from its default: each one tells that the operator meant to send
+    by SMTP (issue 8, item 18).
+    """
+    if config.newsletter.transport != "outbox":
+        return []
+    found = [f"${SMTP_URL_ENV}"] if config.env.get(SMTP_URL_ENV, "").strip() else []
+    found += [
+        s.name
+        for s in SETTINGS
+        if s.section == "smtp" and getattr(config.smtp, s.key) != s.validator(s.default)
+    ]
+    if config.secret(config.smtp.password_env):
+        found.append(f"${config.smtp.password_env}")
+    return found
+
+
+def smtp_unused_warning(config: Config) -> str | None:
+    """The warning to print when SMTP settings are present but unused, else None."""
+    unused = unused_smtp_settings(config)
+    if not unused:
+        return None
+    return (
+        f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} set but unused: "
+        f'[newsletter].transport is "outbox", so mail is written to {config.outbox_path}/ '
+        'and not sent; set transport = "smtp" to send it by SMTP'
+    )
+
+
 def load_config(root: Path | str, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate ``<root>/config.toml``; raise ConfigError listing every problem."""
     root = Path(root)
