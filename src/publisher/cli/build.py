@@ -68,7 +68,7 @@ def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None
     \b
     Example:
         publisher build
-        publisher --site mysite build --output /tmp/preview --drafts
+        publisher build --output /tmp/preview --drafts
     """
     config = load_config(_root(ctx))
     result = build(
@@ -262,22 +262,25 @@ def preview_command(
 )
 @click.pass_context
 def config_command(ctx: click.Context, reference: bool) -> None:
-    """Check config.toml and show the settings in force.
+    """Check config.toml and print the settings in force, as TOML.
+
+    The output is valid TOML with every default and derived value filled in
+    (the service URL, List-Id, From name, the database URL with the environment
+    applied), so it can be read back as a config.toml.
 
     \b
     Example:
         publisher config
         publisher config --reference > reference.md
     """
-    from publisher.config import SETTINGS, reference_markdown
+    from publisher.config import reference_markdown, settings_toml, smtp_unused_warning
 
     if reference:
         click.echo(reference_markdown(), nl=False)
         return
     config = load_config(_root(ctx))
-    for setting in SETTINGS:
-        section = getattr(config, setting.section)
-        value = getattr(section, setting.key)
-        click.echo(f"{setting.name} = {value!s}")
-    click.echo(f"database = {config.database_url}")
-    click.echo("config.toml is valid.")
+    click.echo(settings_toml(config), nl=False)
+    warning = smtp_unused_warning(config)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"{config.source} is valid.", err=True)

@@ -122,7 +122,7 @@ def add_command(
 
     \b
     Example:
-        publisher subscribers add a@example.com b@example.com --category 경제
+        publisher subscribers add a@example.com b@example.com --category 기술
     """
     normalized = _all_valid(addresses)
     config = _config(ctx)

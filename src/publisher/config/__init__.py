@@ -12,6 +12,7 @@ key come from environment variables whose *names* may be configured.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -902,6 +903,57 @@ def reference_markdown() -> str:
         default = "*required*" if s.required else f"`{_toml_literal(s.default)}`"
         lines.append(f"| `{s.name}` | {default} | {s.help} |")
     return "\n".join(lines) + "\n"
+
+
+# Settings whose empty value is filled in when the configuration is used.
+_DERIVED: dict[str, Callable[[Config], Any]] = {
+    "[newsletter].from_name": lambda c: c.from_name,
+    "[newsletter].list_id": lambda c: c.list_id,
+    "[web].base_url": lambda c: c.web_base_url,
+    "[database].url": lambda c: _without_password(c.database_url),
+}
+
+
+def settings_toml(config: Config) -> str:
+    """Every setting in force as valid TOML, derived values filled in (``publisher config``).
+
+    Read back as config.toml it gives the same configuration. Empty optional values
+    are written as ``""``, which is how config.toml says "not set".
+    """
+    lines = [f"# The settings in force for {config.root / config.source}: defaults included,"]
+    lines.append("# derived values filled in; $PUBLISHER_DATABASE_URL applied, password hidden.")
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            lines += ["", f"[{section}]"]
+        derive = _DERIVED.get(setting.name)
+        value = getattr(getattr(config, section), setting.key)
+        lines.append(f"{setting.key} = {toml_value(derive(config) if derive else value)}")
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal: strings JSON-escaped (a subset of TOML's basic strings)."""
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # str, and a ZoneInfo's key
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _toml_literal(value: Any) -> str:
