@@ -247,6 +247,13 @@ class Flow:
         self.page.goto(self.config.web_base_url + "archive/")
         assert self.heading() == "지난 뉴스레터"
         self.shot("archive")
+        # A valid HTML datetime: seconds at most, never microseconds (issue 8, item 20).
+        stamps = self.page.eval_on_selector_all(
+            "ul.post-list time", "els => els.map(e => e.getAttribute('datetime'))"
+        )
+        assert stamps and all(
+            re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", s) for s in stamps
+        ), stamps
         with self.page.expect_navigation():
             self.page.click("ul.post-list a >> nth=0")
         html = self.page.content()
