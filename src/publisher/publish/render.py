@@ -165,10 +165,10 @@ def nav_current(target: str, page: str, section: str | None) -> str | None:
     """``aria-current`` for the menu link to ``target`` on the page at ``page``.
 
     "page" on the section's own pages (``category/x/`` and its ``page/N/``; the
-    archive), "true" on a post of that category (WAI-ARIA: the current item of a
-    set), else None.
+    archive; ``""``, the home page, and its ``page/N/``), "true" on a post of that
+    category (WAI-ARIA: the current item of a set), else None.
     """
-    if target and (page == target or page.startswith(target + "page/")):
+    if page == target or page.startswith(target + "page/"):
         return "page"
     if section is not None and section == target:
         return "true"
