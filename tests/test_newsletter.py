@@ -593,3 +593,13 @@ def test_footer_names_the_sender_and_the_postal_address(tmp_path: Path) -> None:
     # Without reply_to the site author's address is the contact; no postal line unless set.
     plain = " ".join(issue_for(tmp_path / "plain").text.split())
     assert "문의: <editor@blog.example.com>" in plain and "서울시" not in plain
+
+
+def test_container_is_fluid_to_600px_with_an_outlook_table(tmp_path: Path) -> None:
+    """Issue 8, item 21: inline width 100% and max-width 600px (what survives a client that
+    strips <style>); Outlook for Windows ignores max-width and gets a 600 px table."""
+    html = issue_for(tmp_path).html
+    style = _inline_style(document(html).cssselect("table.container")[0])
+    assert (style["width"], style["max-width"]) == ("100%", "600px")
+    assert '<!--[if mso]><table role="presentation" width="600" align="center"' in html
+    assert "<!--[if mso]></td></tr></table><![endif]-->" in html
