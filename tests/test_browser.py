@@ -247,6 +247,13 @@ class Flow:
         self.page.goto(self.config.web_base_url + "archive/")
         assert self.heading() == "지난 뉴스레터"
         self.shot("archive")
+        # A valid HTML datetime: seconds at most, never microseconds (issue 8, item 20).
+        stamps = self.page.eval_on_selector_all(
+            "ul.post-list time", "els => els.map(e => e.getAttribute('datetime'))"
+        )
+        assert stamps and all(
+            re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", s) for s in stamps
+        ), stamps
         with self.page.expect_navigation():
             self.page.click("ul.post-list a >> nth=0")
         html = self.page.content()
@@ -291,3 +298,184 @@ class Flow:
         found = re.search(pattern, text.get_content())
         assert found is not None, f"no {kind} link in the mail"
         return found[0]
+
+
+# --- the built site opened from disk (issue 8, items 16 and 20) ---------------------------------
+
+
+@pytest.fixture
+def sample_build(tmp_path: Path) -> Path:
+    """The sample site (this checkout's config.toml and posts/) built into ``tmp/public``."""
+    from publisher.publish.build import build
+
+    shutil.copy(REPO / "config.toml", tmp_path / "config.toml")
+    shutil.copytree(REPO / "posts", tmp_path / "posts")
+    output = tmp_path / "public"
+    build(load_config(tmp_path, env={}), datetime.now(UTC), output=output)
+    return output
+
+
+def _local_file(url: str) -> Path | None:
+    """The file a file:// URL names (without fragment), or None for any other URL."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+
+def test_every_relative_link_of_every_page_names_an_existing_file(sample_build: Path):
+    """All pages, parsed: every href/src that is not absolute resolves to a file (not a folder)."""
+    import lxml.html
+
+    pages = sorted(sample_build.rglob("*.html"))
+    assert len(pages) > 20
+    checked = 0
+    for page in pages:
+        doc = lxml.html.document_fromstring(page.read_bytes())
+        doc.make_links_absolute(page.resolve().as_uri())
+        for _element, attribute, link, _pos in doc.iterlinks():
+            target = _local_file(link)
+            if attribute not in ("href", "src") or target is None:
+                continue
+            assert target.is_file(), f"{page.relative_to(sample_build)}: {link} is not a file"
+            checked += 1
+    assert checked > 500
+
+
+def test_public_folder_opened_from_disk_is_styled_and_complete_in_chromium(sample_build: Path):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    shots = ARTIFACTS / "pages"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    home = (sample_build / "index.html").as_uri()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            failed: list[str] = []
+            page.on("requestfailed", lambda request: failed.append(request.url))
+            page.goto(home)
+            page.screenshot(path=shots / "01-home-from-file.png", full_page=True)
+            _assert_styled(page)
+            assert page.inner_text("main h1") == "최근 글"
+            # Internal links go to the pages themselves, from disk: follow one of each kind.
+            page.click("ul.post-list h2 a >> nth=0")
+            assert page.url.endswith("/index.html") and page.url.startswith("file://")
+            _assert_styled(page)
+            page.screenshot(path=shots / "02-post-from-file.png", full_page=True)
+            page.click("nav[aria-label='카테고리'] a >> text=세계")
+            assert page.get_attribute(
+                "nav[aria-label='카테고리'] a >> text=세계", "aria-current"
+            ) == ("page")
+            _assert_styled(page)
+            page.goto((sample_build / "page" / "2" / "index.html").as_uri())
+            assert page.inner_text("main h1").startswith("최근 글")
+            page.click("a[rel=prev]")
+            assert _local_file(page.url) == sample_build / "index.html"
+            _english_post(page, sample_build, shots)
+            assert failed == []  # favicon, stylesheets, every resource loaded from disk
+        finally:
+            browser.close()
+
+
+def _assert_styled(page: Any) -> None:
+    """style.css applied: main is the 42rem measure and the header has its border."""
+    main = page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth")
+    border = page.evaluate(
+        "getComputedStyle(document.querySelector('.site-header')).borderBottomStyle"
+    )
+    assert (main, border) == ("672px", "solid"), page.url
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    target = _local_file(icon)
+    assert target is not None and target.name == "favicon.svg" and target.is_file()
+
+
+def _english_post(page: Any, public: Path, shots: Path) -> None:
+    """lang follows front matter; Latin text is not set in DejaVu; no code, no code stylesheet."""
+    page.goto((public / "posts" / "about-in-english" / "index.html").as_uri())
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.get_attribute(".site-header", "lang") == "ko"
+    assert page.locator("link[href$='pygments.css']").count() == 0
+    session = page.context.new_cdp_session(page)
+    session.send("DOM.enable")
+    session.send("CSS.enable")
+    root = session.send("DOM.getDocument")["root"]["nodeId"]
+    node = session.send("DOM.querySelector", {"nodeId": root, "selector": ".post-body p"})
+    fonts = session.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})["fonts"]
+    families = [font["familyName"] for font in fonts]
+    assert families and not any("DejaVu" in f for f in families), families
+    page.screenshot(path=shots / "03-english-post.png", full_page=True)
+    page.goto((public / "posts" / "defense-spending-gdp" / "index.html").as_uri())
+    assert page.locator("link[href$='pygments.css']").count() == 1
+
+
+# --- the newsletter in a browser (issue 8, items 21 and 23) -------------------------------------
+
+
+def _sample_issue_html() -> str:
+    """The seed article's email (it has a table), personalised as a subscriber gets it."""
+    from publisher.publish.newsletter import personalize
+
+    config = load_config(REPO, env={})
+    site, _warnings = load_site(config, datetime.now(UTC))
+    post = next(p for p in site.posts if p.slug == "us-china-tech-gap")
+    html, _text = personalize(
+        render_post_issue(site, post),
+        unsubscribe_url="https://blog.example.com/newsletter/unsubscribe/x",
+        preferences_url="https://blog.example.com/newsletter/preferences/x",
+    )
+    return html
+
+
+def test_email_fits_a_phone_when_the_client_strips_style(tmp_path: Path):
+    """A 375 px phone, <style> removed (as some clients do): no sideways scroll, text ≥ 14px."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    stripped = re.sub(r"<style\b.*?</style>", "", _sample_issue_html(), flags=re.DOTALL)
+    assert "<style" not in stripped
+    (ARTIFACTS / "email").mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800}, is_mobile=True)
+            page.set_content(stripped)
+            page.screenshot(path=ARTIFACTS / "email" / "phone-375-no-style.png", full_page=True)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            sizes = page.evaluate(
+                "[...document.querySelectorAll('.article p, .article li')]"
+                ".map(e => parseFloat(getComputedStyle(e).fontSize))"
+            )
+            scale = page.evaluate("window.visualViewport.scale")
+        finally:
+            browser.close()
+    assert width <= 375, f"the email is {width}px wide on a 375px screen"
+    assert sizes and min(sizes) * scale >= 14, (min(sizes), scale)
+
+
+def test_email_tables_have_dark_borders_in_dark_mode(tmp_path: Path):
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    (ARTIFACTS / "email").mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 700, "height": 900}, color_scheme="dark")
+            page.set_content(_sample_issue_html())
+            page.screenshot(path=ARTIFACTS / "email" / "dark-mode.png", full_page=True)
+            borders = page.evaluate(
+                "[...document.querySelectorAll('.article td, .article th')]"
+                ".map(e => getComputedStyle(e).borderTopColor)"
+            )
+            background = page.evaluate(
+                "getComputedStyle(document.querySelector('.container')).backgroundColor"
+            )
+        finally:
+            browser.close()
+    assert borders
+    for colour in {*borders, background}:
+        red, green, blue = (int(n) for n in re.findall(r"\d+", colour)[:3])
+        assert max(red, green, blue) < 80, f"{colour} is not a dark-mode colour"

@@ -92,8 +92,9 @@ def test_seed_article_is_published_well(sample: Path):
         "2025.06.05",
         "2025.05.28",
     ]
+    # Relative, so public/ works from disk (issue 8, item 16).
     assert all(
-        a.get("href").startswith("https://blog.example.com/posts/")
+        a.get("href").startswith("../../posts/") and a.get("href").endswith("/index.html")
         for a in related.findall(".//li/a")
     )
 
@@ -109,11 +110,8 @@ def test_post_page_metadata(sample: Path):
     feeds = [
         (link.get("type"), link.get("href")) for link in head.findall("link[@rel='alternate']")
     ]
-    assert ("application/rss+xml", "https://blog.example.com/feed.xml") in feeds
-    assert (
-        "application/atom+xml",
-        "https://blog.example.com/category/%EC%84%B8%EA%B3%84/atom.xml",
-    ) in feeds
+    assert ("application/rss+xml", "../../feed.xml") in feeds
+    assert ("application/atom+xml", "../../category/%EC%84%B8%EA%B3%84/atom.xml") in feeds
     import json
 
     data = json.loads(head.find("script[@type='application/ld+json']").text)

@@ -218,3 +218,40 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0_g2(
     assert again.returncode == 0
     assert sorted(Counter(smtp_sink.message_ids()).values()) == [1] * 6
     assert store.count_subscribers(SubscriberStatus.ACTIVE) == 6
+
+
+def test_summaries_say_where_mail_went_and_warn_of_unused_smtp(
+    tmp_path: Path, db_url: str, cli, smtp_sink: SmtpSink, monkeypatch
+):
+    """Issue 8, item 18: with transport = "outbox" a set $PUBLISHER_SMTP_URL is ignored;
+    say so, and name the destination in every send and run summary."""
+    site = make_site(tmp_path / "outbox-site")
+    outbox = (site / "outbox").resolve()
+    monkeypatch.setenv("PUBLISHER_SMTP_URL", f"smtp://{smtp_sink.host}:{smtp_sink.port}")
+    cli("subscribers", "add", "a@example.com", site=site)
+    code, out, err = cli("send", "--post", "hello", "--dry-run", site=site)
+    assert code == 0 and f"mail would go to the outbox folder {outbox}/" in out
+    code, out, err = cli("send", "--post", "hello", site=site)
+    assert code == 0, err
+    assert f"mail went to the outbox folder {outbox}/ (one .eml file per message)" in out
+    assert (
+        "warning: $PUBLISHER_SMTP_URL is set but unused: [newsletter].transport "
+        f'is "outbox", so mail is written to {outbox}/ and not sent; set transport = "smtp"'
+    ) in err
+    assert len(list(outbox.glob("*.eml"))) == 1 and smtp_sink.recipients() == []
+    code, out, err = cli("run", "--once", site=site)
+    assert code == 0, err
+    summary = out.splitlines()[0]
+    assert summary.startswith("site built;")
+    assert summary.endswith(f"; mail to the outbox folder {outbox}/ (one .eml file per message)")
+    assert "$PUBLISHER_SMTP_URL is set but unused" in err
+
+    monkeypatch.delenv("PUBLISHER_SMTP_URL")
+    site = make_site(tmp_path / "smtp-site", smtp_sink)
+    cli("subscribers", "add", "b@example.com", site=site)
+    code, out, err = cli("send", "--post", "hello", site=site)
+    assert code == 0, err
+    assert f"mail went to SMTP server {smtp_sink.host}:{smtp_sink.port} (none)" in out
+    assert "unused" not in err
+    code, out, _ = cli("send", "--post", "hello", "--test-to", "me@example.com", site=site)
+    assert f"test message sent to me@example.com via SMTP server {smtp_sink.host}:" in out

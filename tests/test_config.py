@@ -97,3 +97,20 @@ def test_readme_documents_every_front_matter_field():
     section = readme.split("## Writing a post", 1)[1].split("\n## ", 1)[0]
     for field in KNOWN_FIELDS:
         assert re.search(rf"`{field}`", section), field
+
+
+def test_smtp_settings_that_the_outbox_ignores_are_named():
+    """Issue 8, item 18: SMTP settings present but unused with transport = "outbox"."""
+    from publisher.config import unused_smtp_settings
+
+    assert unused_smtp_settings(make_config()) == []
+    env = {"PUBLISHER_SMTP_URL": "smtp://mail.example.com:587", "PUBLISHER_SMTP_PASSWORD": "x"}
+    config = make_config(env=env, smtp={"host": "mail.example.com", "port": 465})
+    assert unused_smtp_settings(config) == [
+        "$PUBLISHER_SMTP_URL",
+        "[smtp].host",
+        "[smtp].port",
+        "$PUBLISHER_SMTP_PASSWORD",
+    ]
+    used = make_config(env=env, newsletter={"transport": "smtp"}, smtp={"host": "mail.example.com"})
+    assert unused_smtp_settings(used) == []

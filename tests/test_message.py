@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import dkim
+import dkim.crypto
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builders import SEOUL, make_config, make_post
+from conftest import REPO
 from publisher.config import Config
 from publisher.deliver.message import (
     AddressError,
@@ -583,3 +585,49 @@ def test_dkim_domain_must_align_with_from_R5(
         build(dkim_config(tmp_path, rsa_key[0], domain="other.example"), issue)
     with pytest.raises(DkimError, match=r"\[dkim\].domain and \[dkim\].selector are required"):
         build(dkim_config(tmp_path, rsa_key[0], selector=""), issue)
+
+
+# --- the README's DKIM set-up and header claims (issue 8, item 24) -----------------------------
+
+
+def _readme_section(title: str) -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    return readme.split(f"\n### {title}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+
+
+def test_readme_dkim_commands_make_a_key_and_record_that_verify(
+    tmp_path: Path, issue: RenderedIssue
+) -> None:
+    """Run the README's shell block as written; sign with the key it made (as key_file, the
+    [dkim] example's way) and verify against the record it printed."""
+    section = _readme_section("DKIM")
+    commands = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "openssl genpkey" in commands
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    record = done.stdout.strip().splitlines()[-1].encode()
+    assert record.startswith(b"v=DKIM1; k=rsa; p=MIIBIjAN")
+    pem = (tmp_path / "dkim-private.pem").read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8, as the README says
+    data = build(dkim_config(tmp_path, key_file="dkim-private.pem"), issue)
+    assert dkim.verify(data, dnsfunc=dns_stub(record))
+    # The zone-file example is a real record: its strings join to a key dkimpy accepts.
+    zone = section.split("IN TXT (", 1)[1].split(")", 1)[0]
+    example = "".join(re.findall(r'"([^"]*)"', zone)).encode()
+    assert example.startswith(b"v=DKIM1; k=rsa; p=")
+    assert dkim.crypto.parse_public_key(base64.b64decode(example.split(b"p=", 1)[1]))
+    for name in ("[dkim]", "enabled = true", "selector", "domain", "key_file", "DKIM_PRIVATE_KEY"):
+        assert name in section, name
+
+
+def test_readme_says_reply_to_only_when_configured(tmp_path: Path, issue: RenderedIssue) -> None:
+    """A message without [newsletter].reply_to has no Reply-To, and the README says so."""
+    assert "Reply-To" not in parse(build(make_config(tmp_path), issue))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    claims = [line for line in readme.splitlines() if "Reply-To" in line and "|" not in line]
+    assert claims and all("only when" in line for line in claims), claims

@@ -176,7 +176,9 @@ def test_every_url_is_absolute(tmp_path: Path) -> None:
     urls = [el.get(attr) for attr in ("href", "src") for el in page.xpath(f"//*[@{attr}]")]
     assert urls
     placeholders = {UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER}
-    assert [u for u in urls if not u.startswith("https://") and u not in placeholders] == []
+    assert [
+        u for u in urls if not u.startswith(("https://", "mailto:")) and u not in placeholders
+    ] == []
     hrefs = [a.get("href") for a in page.cssselect(".article a")]
     assert "https://blog.example.com/posts/other/" in hrefs  # "../other/" from posts/p1/
     assert page.cssselect(".article img")[0].get("src") == "https://blog.example.com/images/a.png"
@@ -265,7 +267,7 @@ def test_media_rules_keep_important_in_a_style_block_L7(tmp_path: Path) -> None:
     css = styles[0].text
     assert "@media (prefers-color-scheme: dark)" in css
     assert "@media screen and (max-width: 600px)" in css
-    assert "width: 100% !important" in css
+    assert "padding-left: 16px !important" in css
     assert "color: #e6edf3 !important" in css
     # premailer #150: an inlined !important rule keeps its !important.
     assert "display:none !important" in page.cssselect(".preheader")[0].get("style")
@@ -429,7 +431,11 @@ def test_personalize_substitutes_escaped_values(tmp_path: Path) -> None:
     assert 'href="https://blog.example.com/newsletter/unsubscribe/tok?a=1&amp;b=&quot;x&quot;"' in (
         html
     )
-    links = {a.text_content(): a.get("href") for a in document(html).cssselect(".footer a")}
+    links = {
+        a.text_content(): a.get("href")
+        for a in document(html).cssselect(".footer a")
+        if not a.get("href").startswith("mailto:")  # the sender's address
+    }
     assert links == {"구독 해지": UNSUBSCRIBE, "구독 설정 변경": PREFERENCES}
     assert f"구독 해지 ({UNSUBSCRIBE})" in text
     assert PREFERENCES in text
@@ -495,7 +501,8 @@ def test_check_issue_warns_without_unsubscribe_link_D10(tmp_path: Path) -> None:
 def test_plain_text_reads_like_the_html_R7(tmp_path: Path) -> None:
     text = issue_for(tmp_path).text
     expected_fragments = [
-        "세계 소식 1 (https://blog.example.com/posts/p1/)\n===========",
+        # The rule sits under the heading, the link on the next line (issue 8, item 23).
+        "세계 소식 1\n===========\n<https://blog.example.com/posts/p1/>\n",
         "큰 제목\n=======",
         "소제목\n------",
         "첫 문단에는 상대 링크 (https://blog.example.com/posts/other/)와 강조가\n있습니다.",
@@ -534,3 +541,65 @@ def test_plain_text_skips_hidden_elements_and_keeps_br(tmp_path: Path) -> None:
         "<p>가<br>나</p><div hidden>또 숨김</div></body></html>"
     )
     assert html_to_text(page) == "가\n나\n"
+
+
+# --- issue 8, items 22 and 23 ------------------------------------------------------------
+
+
+def _inline_style(element: Any) -> dict[str, str]:
+    pairs = (part.split(":", 1) for part in (element.get("style") or "").split(";") if ":" in part)
+    return {name.strip().lower(): value.strip().lower() for name, value in pairs}
+
+
+def test_preheader_is_hidden_without_text_the_colour_of_its_background(tmp_path: Path) -> None:
+    """SpamAssassin's HTML_FONT_LOW_CONTRAST scores text coloured like its background."""
+    page = document(issue_for(tmp_path).html)
+    style = _inline_style(page.cssselect(".preheader")[0])
+    assert style["display"] == "none !important"
+    assert (style["max-height"], style["overflow"], style["mso-hide"], style["opacity"]) == (
+        "0",
+        "hidden",
+        "all",
+        "0",
+    )
+    assert "color" not in style
+    for element in page.iter():
+        if not isinstance(element.tag, str) or "color" not in _inline_style(element):
+            continue
+        colour = _inline_style(element)["color"].removesuffix(" !important")
+        backgrounds = [
+            _inline_style(e).get("background-color", "").removesuffix(" !important")
+            for e in (element, *element.iterancestors())
+        ]
+        shown_on = next((b for b in backgrounds if b), "#ffffff")
+        assert colour != shown_on, (element.tag, element.get("class"), colour)
+
+
+def test_footer_names_the_sender_and_the_postal_address(tmp_path: Path) -> None:
+    issue = issue_for(
+        tmp_path,
+        newsletter={
+            "reply_to": "desk@blog.example.com",
+            "postal_address": "서울시 중구 세종대로 1",
+        },
+    )
+    footer = document(issue.html).cssselect(".footer")[0]
+    mailtos = [a.get("href") for a in footer.iter("a") if a.get("href").startswith("mailto:")]
+    config = make_config(tmp_path)
+    assert mailtos == [f"mailto:{config.newsletter.from_address}", "mailto:desk@blog.example.com"]
+    assert "서울시 중구 세종대로 1" in footer.text_content()
+    assert f"보낸 사람: {config.from_name} <{config.newsletter.from_address}>" in issue.text
+    assert "서울시 중구 세종대로 1" in issue.text
+    # Without reply_to the site author's address is the contact; no postal line unless set.
+    plain = " ".join(issue_for(tmp_path / "plain").text.split())
+    assert "문의: <editor@blog.example.com>" in plain and "서울시" not in plain
+
+
+def test_container_is_fluid_to_600px_with_an_outlook_table(tmp_path: Path) -> None:
+    """Issue 8, item 21: inline width 100% and max-width 600px (what survives a client that
+    strips <style>); Outlook for Windows ignores max-width and gets a 600 px table."""
+    html = issue_for(tmp_path).html
+    style = _inline_style(document(html).cssselect("table.container")[0])
+    assert (style["width"], style["max-width"]) == ("100%", "600px")
+    assert '<!--[if mso]><table role="presentation" width="600" align="center"' in html
+    assert "<!--[if mso]></td></tr></table><![endif]-->" in html

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +68,7 @@ def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None
     \b
     Example:
         publisher build
-        publisher --site mysite build --output /tmp/preview --drafts
+        publisher build --output /tmp/preview --drafts
     """
     config = load_config(_root(ctx))
     result = build(
@@ -125,9 +127,39 @@ LIVE_RELOAD = (
 )
 
 
-def _open_later(url: str) -> None:
-    time.sleep(0.8)  # let the server bind first
-    webbrowser.open(url)
+# Console browsers webbrowser may pick (it registers them whenever TERM is set): opened
+# from `serve`, they take over the terminal the server logs to (issue 8, item 17).
+TEXT_BROWSERS = frozenset(
+    {"lynx", "w3m", "links", "links2", "elinks", "www-browser", "browsh", "netrik", "edbrowse"}
+)
+
+
+def graphical_browser(
+    env: Mapping[str, str] | None = None,
+    platform: str = sys.platform,
+    find: Callable[[], webbrowser.BaseBrowser] = webbrowser.get,
+) -> webbrowser.BaseBrowser | None:
+    """The browser to open pages in, or None when none can be shown.
+
+    macOS and Windows always have a display; elsewhere only with ``DISPLAY`` or
+    ``WAYLAND_DISPLAY`` set. Never a text-mode browser, whatever webbrowser chose.
+    """
+    env = os.environ if env is None else env
+    if platform not in ("darwin", "win32") and not (
+        env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")
+    ):
+        return None
+    try:
+        browser = find()
+    except webbrowser.Error:
+        return None
+    name = os.path.basename(str(getattr(browser, "name", "") or "")).lower()
+    return None if name in TEXT_BROWSERS else browser
+
+
+def _open_later(browser: webbrowser.BaseBrowser, url: str) -> None:
+    time.sleep(0.3)  # the socket listens already; let uvicorn start accepting
+    browser.open(url)
 
 
 @click.command("serve")
@@ -159,7 +191,7 @@ def _run_preview(
 ) -> None:
     """Serve the preview build (and rebuild on change); open ``open_path`` in a browser."""
     from publisher.cli.web import preview_routes
-    from publisher.preview.server import PreviewServer
+    from publisher.preview.server import PreviewServer, listen
 
     config = load_config(_root(ctx))
     base_url = f"http://{host}:{port}/"
@@ -168,23 +200,33 @@ def _run_preview(
         site=dataclasses.replace(config.site, base_url=base_url),
         web=dataclasses.replace(config.web, base_url=None),  # the service is mounted here too
     )
-    routes, close_web = preview_routes(config)
-    server = PreviewServer(
-        config, drafts=drafts, live_reload=LIVE_RELOAD, log=_progress, routes=routes
-    )
-    server.rebuild()
-    watcher = threading.Thread(target=server.watch, daemon=True)
-    watcher.start()
-    click.echo(f"Serving {base_url} (Ctrl-C to stop); watching posts, templates and config.toml.")
-    if open_path is not None:
-        click.echo(f"Opening {base_url}{open_path}")
-        threading.Thread(target=_open_later, args=(base_url + open_path,), daemon=True).start()
-    try:
-        server.serve(host, port)
-    finally:
-        server.stop()
-        close_web()
+    with listen(host, port) as listener:  # first: a busy port fails before any work
+        routes, close_web = preview_routes(config)
+        server = PreviewServer(
+            config, drafts=drafts, live_reload=LIVE_RELOAD, log=_progress, routes=routes
+        )
+        server.rebuild()
+        threading.Thread(target=server.watch, daemon=True).start()
+        click.echo(
+            f"Serving {base_url} (Ctrl-C to stop); watching posts, templates and config.toml."
+        )
+        _show(base_url + (open_path or ""), open_browser=open_path is not None)
+        try:
+            server.serve(listener)
+        finally:
+            server.stop()
+            close_web()
     sys.exit(0)
+
+
+def _show(url: str, *, open_browser: bool) -> None:
+    """Open ``url`` in a browser that can be shown, else print it to open by hand."""
+    browser = graphical_browser() if open_browser else None
+    if browser is None:
+        click.echo(f"Open {url} in a browser.")
+        return
+    click.echo(f"Opening {url}")
+    threading.Thread(target=_open_later, args=(browser, url), daemon=True).start()
 
 
 @click.command("preview")
@@ -220,22 +262,25 @@ def preview_command(
 )
 @click.pass_context
 def config_command(ctx: click.Context, reference: bool) -> None:
-    """Check config.toml and show the settings in force.
+    """Check config.toml and print the settings in force, as TOML.
+
+    The output is valid TOML with every default and derived value filled in
+    (the service URL, List-Id, From name, the database URL with the environment
+    applied), so it can be read back as a config.toml.
 
     \b
     Example:
         publisher config
         publisher config --reference > reference.md
     """
-    from publisher.config import SETTINGS, reference_markdown
+    from publisher.config import reference_markdown, settings_toml, smtp_unused_warning
 
     if reference:
         click.echo(reference_markdown(), nl=False)
         return
     config = load_config(_root(ctx))
-    for setting in SETTINGS:
-        section = getattr(config, setting.section)
-        value = getattr(section, setting.key)
-        click.echo(f"{setting.name} = {value!s}")
-    click.echo(f"database = {config.database_url}")
-    click.echo("config.toml is valid.")
+    click.echo(settings_toml(config), nl=False)
+    warning = smtp_unused_warning(config)
+    if warning:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"{config.source} is valid.", err=True)

@@ -17,7 +17,7 @@ from typing import IO
 import click
 
 from publisher.cli.signals import stop_on_signals
-from publisher.config import Config, load_config
+from publisher.config import Config, load_config, smtp_unused_warning
 from publisher.deliver.sender import (
     MessageComposer,
     Progress,
@@ -29,7 +29,7 @@ from publisher.deliver.sender import (
     send_issue,
 )
 from publisher.deliver.tokens import TokenSigner, make_signer
-from publisher.deliver.transports import Outcome, transport_factory
+from publisher.deliver.transports import Outcome, smtp_settings, transport_factory
 from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
 from publisher.publish.content import Post, read_posts
 from publisher.publish.newsletter import check_issue, render_post_issue
@@ -73,6 +73,21 @@ def _warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+def mail_destination(config: Config) -> str:
+    """Where mail goes, named in every send and run summary (issue 8, item 18)."""
+    if config.newsletter.transport == "outbox":
+        return f"the outbox folder {config.outbox_path}/ (one .eml file per message)"
+    settings = smtp_settings(config)  # [smtp] with $PUBLISHER_SMTP_URL applied
+    return f"SMTP server {settings.host}:{settings.port} ({settings.security})"
+
+
+def warn_unused_smtp(config: Config) -> None:
+    """Warn when SMTP settings are present but the outbox transport ignores them."""
+    warning = smtp_unused_warning(config)
+    if warning:
+        _warn(warning)
+
+
 def _signer(config: Config, store: Store) -> TokenSigner:
     return make_signer(config, store, utc_now, warn=_warn)
 
@@ -107,7 +122,7 @@ def add_command(
 
     \b
     Example:
-        publisher subscribers add a@example.com b@example.com --category 경제
+        publisher subscribers add a@example.com b@example.com --category 기술
     """
     normalized = _all_valid(addresses)
     config = _config(ctx)
@@ -328,12 +343,13 @@ def send_command(
 
     \b
     Example:
-        publisher send --post 미중-기술-격차 --dry-run
-        publisher send --post posts/미중-기술-격차.md --test-to me@example.com
-        publisher send --post 미중-기술-격차
+        publisher send --post us-china-tech-gap --dry-run
+        publisher send --post posts/2025-06-20-us-china-tech-gap.md --test-to me@example.com
+        publisher send --post us-china-tech-gap
     """
     prepared = _prepare(_config(ctx), post_ref)
     config = prepared.config
+    warn_unused_smtp(config)
     rendered = render_post_issue(prepared.site, prepared.post)
     for warning in check_issue(rendered, config):
         _warn(warning)
@@ -343,6 +359,7 @@ def send_command(
         return
     if dry_run:
         _dry_run(store, rendered.key, rendered.subject, prepared.post)
+        click.echo(f"mail would go to {mail_destination(config)}")
         return
     issue, created = store.create_issue(new_issue(rendered, (prepared.post,)))
     if not created and issue.digest != rendered.digest:
@@ -377,7 +394,7 @@ def _find_post(config: Config, posts: tuple[Post, ...], ref: str) -> Post:
             return post
     raise PublisherError(
         f"no post with slug or path {ref!r}",
-        hint="Give the slug (e.g. 미중-기술-격차) or the file path (posts/….md).",
+        hint="Give the slug (e.g. us-china-tech-gap) or the file path (posts/….md).",
     )
 
 
@@ -426,7 +443,9 @@ def _send_test(config: Config, store: Store, new: NewIssue, address: str) -> Non
         transport.close()
     if result.outcome != Outcome.SENT:
         raise PublisherError(f"test message to {to} not sent ({result.outcome}): {result.reply}")
-    click.echo(f"test message sent to {to}: {result.reply or result.code}")
+    click.echo(
+        f"test message sent to {to} via {mail_destination(config)}: {result.reply or result.code}"
+    )
 
 
 def _run_send(config: Config, store: Store, issue: Issue) -> None:
@@ -444,6 +463,7 @@ def _run_send(config: Config, store: Store, issue: Issue) -> None:
             progress=_progress_printer(),
         )
     _print_report(issue, report)
+    click.echo(f"mail went to {mail_destination(config)}")
 
 
 def _announce_stop(signal_name: str) -> None:

@@ -25,8 +25,9 @@ from pathlib import Path
 import click
 import schedule
 
+from publisher.cli.newsletter import mail_destination
 from publisher.cli.signals import stop_on_signals
-from publisher.config import load_config
+from publisher.config import load_config, smtp_unused_warning
 from publisher.deliver.transports import transport_factory
 from publisher.errors import PublisherError
 from publisher.schedule.runner import Runner, TickSummary, scheduler_status, status_lines
@@ -65,12 +66,20 @@ def run_command(ctx: click.Context, once: bool, show_status: bool, verbose: bool
                 click.echo(line)
             return
         with _logging(verbose) as log, stop_on_signals(_announcer(log)) as stop:
+            warning = smtp_unused_warning(config)
+            if warning:
+                log.warning("%s", warning)
             runner = Runner(config, store, utc_now, transport_factory(config), log, stop=stop)
             if once:
-                _report(runner.tick())
+                _report(runner.tick(), mail_destination(config))
             else:
                 poll = config.schedule.poll_seconds
-                log.info("scheduler %s started; a pass every %s s", runner.name, poll)
+                log.info(
+                    "scheduler %s started; a pass every %s s; mail goes to %s",
+                    runner.name,
+                    poll,
+                    mail_destination(config),
+                )
                 serve(runner, config.schedule.poll_seconds, stop, log)
                 log.info("scheduler %s stopped", runner.name)
     finally:
@@ -110,8 +119,8 @@ def safe_tick(runner: Runner, log: logging.Logger) -> None:
         )
 
 
-def _report(summary: TickSummary) -> None:
-    click.echo(summary.line())
+def _report(summary: TickSummary, destination: str) -> None:
+    click.echo(f"{summary.line()}; mail to {destination}")
     for why in summary.waiting:
         click.echo(f"  waiting: {why}")
     if summary.errors:

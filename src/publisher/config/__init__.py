@@ -12,6 +12,7 @@ key come from environment variables whose *names* may be configured.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -375,6 +376,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("newsletter", "reply_to", optional(email_address), "", "Reply-To address; empty for none."),
     _s(
         "newsletter",
+        "postal_address",
+        string,
+        "",
+        "Postal address shown in every email's footer (CAN-SPAM asks for one); empty for none.",
+    ),
+    _s(
+        "newsletter",
         "list_id",
         string,
         "",
@@ -634,6 +642,7 @@ class NewsletterConfig:
     from_address: str
     from_name: str
     reply_to: str | None
+    postal_address: str
     list_id: str
     unsubscribe_mailto: str | None
     transport: str
@@ -774,6 +783,41 @@ class Config:
         return value or None
 
 
+SMTP_URL_ENV = "PUBLISHER_SMTP_URL"  # overrides [smtp] (publisher.deliver.transports)
+
+
+def unused_smtp_settings(config: Config) -> list[str]:
+    """SMTP settings that are set although ``transport = "outbox"`` ignores them.
+
+    ``$PUBLISHER_SMTP_URL``, the password variable, and every ``[smtp]`` key whose
+    value differs from its default: each one tells that the operator meant to send
+    by SMTP (issue 8, item 18).
+    """
+    if config.newsletter.transport != "outbox":
+        return []
+    found = [f"${SMTP_URL_ENV}"] if config.env.get(SMTP_URL_ENV, "").strip() else []
+    found += [
+        s.name
+        for s in SETTINGS
+        if s.section == "smtp" and getattr(config.smtp, s.key) != s.validator(s.default)
+    ]
+    if config.secret(config.smtp.password_env):
+        found.append(f"${config.smtp.password_env}")
+    return found
+
+
+def smtp_unused_warning(config: Config) -> str | None:
+    """The warning to print when SMTP settings are present but unused, else None."""
+    unused = unused_smtp_settings(config)
+    if not unused:
+        return None
+    return (
+        f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} set but unused: "
+        f'[newsletter].transport is "outbox", so mail is written to {config.outbox_path}/ '
+        'and not sent; set transport = "smtp" to send it by SMTP'
+    )
+
+
 def load_config(root: Path | str, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate ``<root>/config.toml``; raise ConfigError listing every problem."""
     root = Path(root)
@@ -859,6 +903,57 @@ def reference_markdown() -> str:
         default = "*required*" if s.required else f"`{_toml_literal(s.default)}`"
         lines.append(f"| `{s.name}` | {default} | {s.help} |")
     return "\n".join(lines) + "\n"
+
+
+# Settings whose empty value is filled in when the configuration is used.
+_DERIVED: dict[str, Callable[[Config], Any]] = {
+    "[newsletter].from_name": lambda c: c.from_name,
+    "[newsletter].list_id": lambda c: c.list_id,
+    "[web].base_url": lambda c: c.web_base_url,
+    "[database].url": lambda c: _without_password(c.database_url),
+}
+
+
+def settings_toml(config: Config) -> str:
+    """Every setting in force as valid TOML, derived values filled in (``publisher config``).
+
+    Read back as config.toml it gives the same configuration. Empty optional values
+    are written as ``""``, which is how config.toml says "not set".
+    """
+    lines = [f"# The settings in force for {config.root / config.source}: defaults included,"]
+    lines.append("# derived values filled in; $PUBLISHER_DATABASE_URL applied, password hidden.")
+    section = None
+    for setting in SETTINGS:
+        if setting.section != section:
+            section = setting.section
+            lines += ["", f"[{section}]"]
+        derive = _DERIVED.get(setting.name)
+        value = getattr(getattr(config, section), setting.key)
+        lines.append(f"{setting.key} = {toml_value(derive(config) if derive else value)}")
+    return "\n".join(lines) + "\n"
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML literal: strings JSON-escaped (a subset of TOML's basic strings)."""
+    if value is None:
+        return '""'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # str, and a ZoneInfo's key
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def _toml_literal(value: Any) -> str:

@@ -53,10 +53,10 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from publisher.config import SMTP_URL_ENV as SMTP_URL_ENV
 from publisher.config import Config
 from publisher.errors import PublisherError
 
-SMTP_URL_ENV = "PUBLISHER_SMTP_URL"
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\b")
 
 

@@ -66,7 +66,7 @@ def preview_page(parts: PreviewParts, title: str) -> str:
 <html lang="ko"><head><meta charset="utf-8"><title>미리보기: {esc(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
-body{{margin:0;font-family:system-ui,"Noto Sans KR",sans-serif;background:#f0f0f3;color:#1d1d1f}}
+body{{margin:0;font-family:-apple-system,"Segoe UI",Roboto,Arial,"Noto Sans KR","Noto Sans CJK KR",sans-serif;background:#f0f0f3;color:#1d1d1f}}
 header{{padding:.75rem 1rem;background:#1d1d1f;color:#fff}} header h1{{font-size:1rem;margin:0}}
 header p{{margin:.25rem 0 0;font-size:.85rem;color:#ccc}}
 main{{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:1rem;padding:1rem}}

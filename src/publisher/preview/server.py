@@ -7,8 +7,10 @@ production output folder is never touched.
 
 from __future__ import annotations
 
+import errno
 import html
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -124,24 +126,65 @@ class PreviewServer:
         """Routes mounted beside the preview (the subscription service, when available)."""
         return list(self.routes)
 
-    def serve(self, host: str, port: int) -> None:
+    def serve(self, listener: socket.socket) -> None:
+        """Serve on ``listener`` (from ``listen``) until Ctrl-C."""
         import uvicorn
 
         # proxy_headers=False: uvicorn would otherwise take any X-Forwarded-For from a loopback
         # peer as the client's address, which the mounted signup service records and limits by
         # (issue 8 item 10). The preview sits behind no proxy.
-        uvicorn.run(
+        config = uvicorn.Config(
             self.app(),  # type: ignore[arg-type]
-            host=host,
-            port=port,
             log_level="warning",
             proxy_headers=False,
             forwarded_allow_ips="",
         )
+        uvicorn.Server(config).run(sockets=[listener])
 
     def stop(self) -> None:
         self.stopping.set()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a PublisherError that says what to do.
+
+    Bound here, before anything is built or served, so a busy port is a clear
+    message with a ``--port`` hint instead of uvicorn's raw error and exit 3
+    (issue 8, item 17); and a browser opened right after connects to a socket
+    that is already listening.
+    """
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        raise PublisherError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="Pass --host 127.0.0.1 (this machine only) or the address of a local interface.",
+        ) from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PublisherError(
+                f"port {port} on {host} is already in use (another `publisher serve`, "
+                "`publisher web` or another server is listening there)",
+                hint=f"Stop the other server, or choose a free port: --port {_next_port(port)}.",
+            ) from None
+        raise PublisherError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="Ports below 1024 need privileges; choose another with --port 8000.",
+        ) from None
+    return listener
+
+
+def _next_port(port: int) -> int:
+    return port + 1 if port < 65535 else 8000
 
 
 def _reload_config(current: Config) -> Config:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from publisher.config import Config
+from publisher.config import Config, Invalid
+from publisher.config import language as config_language
 from publisher.errors import Location, Problem
 from publisher.publish import markup
 from publisher.publish.frontmatter import Field, FrontMatterError, split
@@ -34,6 +35,7 @@ KNOWN_FIELDS = (
     "draft",
     "author",
     "image",
+    "language",
 )
 _DATETIME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
@@ -61,6 +63,7 @@ class Post:
     reading_minutes: int
     digest: str  # sha256 of the file bytes: what changed, for caches and the scheduler
     extra: Mapping[str, Any] = field(default_factory=dict)
+    language: str | None = None  # BCP 47; None means [site].language
 
     def is_published(self, now: datetime) -> bool:
         """Public at ``now``: not a draft and not dated in the future (A20)."""
@@ -171,6 +174,7 @@ def _build_post(
     author = _text_field(fields, "author", found, header_safe=True)
     image = _text_field(fields, "image", found)
     slug = _slug_field(fields, path, found)
+    language = _language_field(fields, found)
     if not body.strip():
         found.add("has no body text after the front matter; write the article or mark it draft")
     extra = {k: f.value for k, f in fields.items() if k not in KNOWN_FIELDS}
@@ -196,7 +200,20 @@ def _build_post(
         ),
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         extra=extra,
+        language=language,
     )
+
+
+def _language_field(fields: Mapping[str, Field], found: _PostProblems) -> str | None:
+    """``language:``, a BCP 47 tag such as "en", for ``<html lang>``; default [site].language."""
+    text = _text_field(fields, "language", found)
+    if text is None:
+        return None
+    try:
+        return config_language(text)
+    except Invalid as exc:
+        found.add(f"'language' must be {exc}, got {text!r}", fields["language"].line)
+        return None
 
 
 def _text_field(

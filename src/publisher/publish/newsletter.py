@@ -94,6 +94,28 @@ class RenderedIssue:
 
 
 @dataclass(frozen=True)
+class Sender:
+    """Who sends the newsletter, for the footer: the From address, a contact address
+    (Reply-To, else the site author's) when it differs, and a postal line if set."""
+
+    name: str
+    address: str
+    contact: str | None
+    postal: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> Sender:
+        address = config.newsletter.from_address
+        contact = config.newsletter.reply_to or config.site.author_email
+        return cls(
+            config.from_name,
+            address,
+            contact if contact and contact != address else None,
+            config.newsletter.postal_address.strip(),
+        )
+
+
+@dataclass(frozen=True)
 class EmailEntry:
     """A post as the email templates show it: every URL absolute."""
 
@@ -219,6 +241,7 @@ def _render_issue(
         preheader=preheader,
         site_title=config.site.title,
         home_url=site.url(""),
+        sender=Sender.from_config(config),
         full=config.newsletter.content == "full",
         unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER,
         preferences_url=PREFERENCES_PLACEHOLDER,
@@ -527,14 +550,21 @@ def _block(element: Any) -> list[str]:
 
 
 def _heading(element: Any) -> list[str]:
-    text = "\n".join(_paragraph(_inline_children(element)))
-    if not text:
-        return []
+    """h1 and h2 are underlined with "=" and "-" right under the title's text; a
+    link's URL goes on the line after the rule, never between title and rule."""
     rule = {"h1": "=", "h2": "-"}.get(element.tag)
     if rule is None:
-        return [text]
-    title = _collapse(element.text_content())
-    return [text + "\n" + rule * min(TEXT_WIDTH, _width(title))]
+        text = "\n".join(_paragraph(_inline_children(element)))
+        return [text] if text else []
+    title = _wrap(_collapse(element.text_content()))
+    if not title:
+        return []
+    width = min(TEXT_WIDTH, max(_width(line) for line in title.split("\n")))
+    urls = dict.fromkeys(
+        (a.get("href") or "").strip() for a in element.iter("a") if not _is_hidden(a)
+    )
+    lines = [title, rule * width, *(f"<{url}>" for url in urls if url)]
+    return ["\n".join(lines)]
 
 
 def _list(element: Any) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -33,7 +34,25 @@ from publisher.publish.writer import OutputTree
 class FeedLink:
     title: str
     type: str
-    url: str
+    path: str  # site-relative; pages link it relatively, the feed itself is absolute
+
+
+HIGHLIGHTED = '<pre class="highlight">'  # what publisher.publish.markup writes for fenced code
+
+
+def relative_url(target: str, page: str) -> str:
+    """The link from the page at site-relative ``page`` to site-relative ``target``.
+
+    Relative, so ``public/`` works opened from disk and served from any host or
+    sub-path (issue 8, item 16). A folder (``posts/x/``, or ``""`` for the home
+    page) is linked as its ``index.html``: from ``file://`` a browser shows a
+    folder as a listing, never its index page. Hangul is percent-encoded as in
+    ``Site.url``.
+    """
+    depth = page.count("/")  # "posts/x/" and "posts/x/index.html" are both two deep
+    if target == "" or target.endswith("/"):
+        target += "index.html"
+    return "../" * depth + quote(target, safe="/#?=&")
 
 
 @dataclass(frozen=True)
@@ -66,27 +85,47 @@ class PageRenderer:
             else None
         )
         self.site_feeds = (
-            FeedLink(f"{config.site.title} (RSS)", "application/rss+xml", site.url("feed.xml")),
-            FeedLink(f"{config.site.title} (Atom)", "application/atom+xml", site.url("atom.xml")),
+            FeedLink(f"{config.site.title} (RSS)", "application/rss+xml", "feed.xml"),
+            FeedLink(f"{config.site.title} (Atom)", "application/atom+xml", "atom.xml"),
         )
 
-    def globals(self) -> dict[str, Any]:
+    def globals(
+        self, path: str, *, absolute: bool = False, section: str | None = None
+    ) -> dict[str, Any]:
+        """Link helpers for the page at ``path``: relative links, or absolute ones for a
+        page served at any address (404.html), where a relative link would not resolve."""
         site = self.site
+
+        def url(target: str) -> str:
+            return site.url(target) if absolute else relative_url(target, path)
+
         return {
             "site": site,
-            "url": site.url,
-            "post_url": lambda post: site.url(post_path(post)),
-            "category_url": lambda name: site.url(category_path(name)),
-            "tag_url": lambda name: site.url(tag_path(name)),
+            "url": url,
+            "post_url": lambda post: url(post_path(post)),
+            "category_url": lambda name: url(category_path(name)),
+            "tag_url": lambda name: url(tag_path(name)),
             "signup": self.signup,
+            "nav_current": lambda target: nav_current(target, path, section),
         }
 
-    def page(self, template: str, path: str, **context: Any) -> str:
+    def page(
+        self,
+        template: str,
+        path: str,
+        *,
+        absolute: bool = False,
+        section: str | None = None,
+        **context: Any,
+    ) -> str:
         feeds = context.pop("feeds", self.site_feeds)
+        context.setdefault("lang", self.site.config.site.language)
+        # Only a page with highlighted code loads the code stylesheet (issue 8, item 20).
+        context.setdefault("has_code", False)
         return render(
             self.env,
             template,
-            **self.globals(),
+            **self.globals(path, absolute=absolute, section=section),
             canonical=self.site.url(path),
             feeds=feeds,
             **context,
@@ -99,8 +138,8 @@ class PageRenderer:
         title = f"{self.site.config.site.title} – {name}"
         return (
             *self.site_feeds,
-            FeedLink(f"{title} (RSS)", "application/rss+xml", self.site.url(base + "feed.xml")),
-            FeedLink(f"{title} (Atom)", "application/atom+xml", self.site.url(base + "atom.xml")),
+            FeedLink(f"{title} (RSS)", "application/rss+xml", base + "feed.xml"),
+            FeedLink(f"{title} (Atom)", "application/atom+xml", base + "atom.xml"),
         )
 
     def post(self, post: Post) -> str:
@@ -116,7 +155,24 @@ class PageRenderer:
             else post.image,
             json_ld=json_ld(self.site, post),
             feeds=feeds,
+            section=category_path(post.category) if post.category else None,
+            lang=post.language or self.site.config.site.language,
+            has_code=HIGHLIGHTED in post.body_html,
         )
+
+
+def nav_current(target: str, page: str, section: str | None) -> str | None:
+    """``aria-current`` for the menu link to ``target`` on the page at ``page``.
+
+    "page" on the section's own pages (``category/x/`` and its ``page/N/``; the
+    archive; ``""``, the home page, and its ``page/N/``), "true" on a post of that
+    category (WAI-ARIA: the current item of a set), else None.
+    """
+    if page == target or page.startswith(target + "page/"):
+        return "page"
+    if section is not None and section == target:
+        return "true"
+    return None
 
 
 def json_ld(site: Site, post: Post) -> dict[str, Any]:
@@ -132,7 +188,7 @@ def json_ld(site: Site, post: Post) -> dict[str, Any]:
         "publisher": {"@type": "Organization", "name": site.config.site.title},
         "mainEntityOfPage": site.url(post_path(post)),
         "url": site.url(post_path(post)),
-        "inLanguage": site.config.site.language,
+        "inLanguage": post.language or site.config.site.language,
     }
     if post.category:
         data["articleSection"] = post.category
@@ -152,7 +208,7 @@ def render_pages(
         tree.add(post_path(post) + "index.html", renderer.post(post), owner=post.source)
         if progress and count % 500 == 0:
             progress(count)
-    _list_pages(renderer, tree, "index.html", "", site.posts, heading=site.config.site.title)
+    _list_pages(renderer, tree, "index.html", "", site.posts, heading="최근 글")
     for taxonomy in site.categories:
         _taxonomy_pages(
             renderer, tree, taxonomy, heading=f"카테고리: {taxonomy.name}", is_category=True
@@ -162,7 +218,8 @@ def render_pages(
             renderer, tree, taxonomy, heading=f"태그: #{taxonomy.name}", is_category=False
         )
     tree.add("archive/index.html", renderer.page("archive.html", "archive/", months=months(site)))
-    tree.add("404.html", renderer.page("404.html", "404.html"))
+    # A server answers any missing address with 404.html: only absolute links resolve there.
+    tree.add("404.html", renderer.page("404.html", "404.html", absolute=True))
     tree.add("sitemap.xml", render(renderer.env, "sitemap.xml", entries=sitemap_entries(site)))
     tree.add("robots.txt", render(renderer.env, "robots.txt", url=site.url))
     _static_files(renderer.env, tree)
