@@ -136,6 +136,9 @@ JOBS = (PUBLISH, ISSUES, SEND)
 BUILD_KEY = "scheduler.build"  # fingerprint of the site last built
 INPUTS_KEY = "scheduler.inputs"  # stat fingerprint of the input files at the last pass
 OUTPUT_KEY = "scheduler.output:"  # + host and folder hash: stamp of the folder last written
+# Set once every published record carries the id, title and date a rename is recognised by:
+# until then a pass reads the posts even when no file changed (records made before issue 8).
+IDENTITY_KEY = "scheduler.published_identity"
 NEXT_DUE_KEY = "scheduler.next_due"  # "<iso instant> <slug>" of the next scheduled post
 AS_OF_KEY = "scheduler.published_as_of"  # `published` is complete for posts dated <= this
 DIGEST_KEY = "scheduler.digest_slot"  # local date of the last digest slot handled
@@ -340,7 +343,7 @@ class Runner:
         """No input file changed and no scheduled post became due: nothing to read."""
         if self.store.get_setting(INPUTS_KEY) != inputs or not self._output_ours():
             return False
-        if self.store.get_setting(BUILD_KEY) is None:
+        if self.store.get_setting(BUILD_KEY) is None or not self.store.get_setting(IDENTITY_KEY):
             return False
         due = _parse_next_due(self.store.get_setting(NEXT_DUE_KEY))
         return due is None or due[0] > now
@@ -373,6 +376,7 @@ class Runner:
         entries = [PublishedEntry(p.slug, p.digest, p.id, p.title, p.date) for p in oldest_first]
         renames = [(r.old, r.new) for r in run.renames]
         fresh = self.store.record_published_many(entries, run.now, renames=renames)
+        self.store.set_setting(IDENTITY_KEY, "1")
         for rename in run.renames:
             line = rename.line(mailed=bool(self.store.issues_with_post(rename.new)))
             run.summary.renamed.append(line)
