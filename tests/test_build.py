@@ -225,7 +225,11 @@ def test_cli_new_creates_a_valid_post(tmp_path: Path):
     )
     assert made.returncode == 0, made.stderr
     path = tmp_path / "posts" / "미중-기술-격차.md"
-    assert made.stdout.strip() == "Created posts/미중-기술-격차.md"
+    assert made.stdout.splitlines() == [
+        "Created posts/미중-기술-격차.md, a draft: it is not published or mailed yet.",
+        "To publish it, write the article and set 'draft: false' in its front matter; "
+        "`publisher run` then publishes it at its date and mails it.",
+    ]
     again = run_cli("--site", str(tmp_path), "new", "미중: 기술 격차")
     assert again.returncode == 1 and "already exists" in again.stderr
     from publisher.publish.content import read_posts
@@ -236,6 +240,12 @@ def test_cli_new_creates_a_valid_post(tmp_path: Path):
         and post.category == "세계"
         and post.tags == ("AI", "반도체")
     )
+    assert post.draft  # issue 8, item 2: the next scheduler pass neither publishes nor mails it
+    assert post.id is not None and len(post.id) == 36  # a fresh UUID (issue 8, item 1)
+    other = run_cli("--site", str(tmp_path), "new", "다른 글", "--no-draft")
+    assert other.returncode == 0, other.stderr
+    second, first = sorted(read_posts(load_config(tmp_path)).posts, key=lambda p: p.draft)
+    assert not second.draft and second.id != first.id
     assert path.exists()
 
 

@@ -124,6 +124,29 @@ def test_send_dry_run_test_to_send_and_status(
     assert "next post due: 2999-01-01 09:00 KST (later)" in cli("status")[1]
 
 
+def test_send_refuses_a_post_mailed_before_it_was_renamed(
+    tmp_path: Path, db_url: str, cli, smtp_sink: SmtpSink
+):
+    """Issue 8, item 1: `mv` then `publisher send --post NEW` must not mail the list again."""
+    make_site(tmp_path, smtp_sink)
+    cli("subscribers", "add", "a@example.com")
+    assert cli("send", "--post", "hello")[0] == 0
+    assert cli("run", "--once")[0] == 0  # the scheduler records what is published
+    (tmp_path / "posts/hello.md").rename(tmp_path / "posts/hi.md")
+    for extra in ((), ("--dry-run",)):
+        code, _, err = cli("send", "--post", "hi", *extra)
+        assert code == 1
+        assert (
+            "posts/hi.md was already mailed as issue post:hello (the post was renamed since); "
+            "it is not sent again"
+        ) in err
+    assert smtp_sink.recipients() == ["a@example.com"]
+    code, out, _ = cli("run", "--once")
+    assert code == 0 and "renamed: hello → hi (already mailed, not sent again)" in out
+    assert cli("send", "--post", "hi")[0] == 1  # and after the scheduler recorded the rename
+    assert smtp_sink.recipients() == ["a@example.com"]
+
+
 def test_send_refuses_a_scheduled_post(tmp_path: Path, cli):
     make_site(tmp_path)
     code, _, err = cli("send", "--post", "later")

@@ -26,6 +26,8 @@ from conftest import REPO
 from publisher.cli import main as cli_module
 from publisher.cli.run import serve
 from publisher.config import load_config
+from publisher.deliver.transports import transport_factory
+from publisher.schedule.runner import Runner
 from publisher.store import DeliveryStatus, Store
 from sending import OPERATOR
 from smtp_sink import SmtpSink
@@ -73,6 +75,73 @@ def test_run_once_on_a_fresh_sample_site_without_subscribers_sends_nothing(sampl
     assert status.exit_code == 0, status.output
     assert "next post due: 2027-01-04 09:00 KST (how-to-read-economic-outlooks)" in status.output
     assert f"issues: {mailed} in all, 0 not done" in status.output
+
+
+def test_new_makes_a_draft_that_status_lists_and_no_pass_mails_until_it_is_published(
+    sample_site: Path,
+):
+    """Issue 8, item 2; then item 1: the post renamed after it was mailed is not mailed again."""
+    site = str(sample_site)
+    assert invoke("--site", site, "run", "--once").exit_code == 0  # the back catalogue
+    store = Store.open(load_config(sample_site).database_url)
+    store.add_subscriber("reader@example.com", OPERATOR)
+    store.close()
+
+    made = invoke("--site", site, "new", "새 소식", "--category", "세계")
+    assert made.exit_code == 0, made.output
+    assert "Created posts/새-소식.md, a draft: it is not published or mailed yet." in made.output
+    assert "set 'draft: false' in its front matter" in made.output
+    path = sample_site / "posts/새-소식.md"
+    assert "\ndraft: true\n" in path.read_text(encoding="utf-8")
+    status = invoke("--site", site, "run", "--status")
+    assert (
+        "  draft, not published: posts/새-소식.md (set 'draft: false' to publish)" in status.output
+    )
+    assert "  nothing to publish or mail" in status.output
+    once = invoke("--site", site, "run", "--once")
+    assert "0 posts published; 0 issues created; messages: 0 sent" in once.output
+
+    path.write_text(path.read_text(encoding="utf-8").replace("draft: true", "draft: false"))
+    for command in (["run", "--status"], ["status"]):
+        shown = invoke("--site", site, *command)
+        assert shown.exit_code == 0, shown.output
+        assert "  would publish: 새-소식 (posts/새-소식.md), dated " in shown.output
+        assert (
+            "  would mail: issue post:새-소식 (새-소식) in the next pass to 1 recipient(s)"
+        ) in shown.output
+    assert not (sample_site / "outbox").exists()  # status sends nothing
+    sent = invoke("--site", site, "run", "--once")
+    assert "1 post published; 1 issue created; messages: 1 sent" in sent.output, sent.output
+
+    path.rename(sample_site / "posts/새-이름.md")
+    renamed = invoke("--site", site, "run", "--once")
+    assert "  renamed: 새-소식 → 새-이름 (already mailed, not sent again)" in renamed.output
+    assert "0 posts published; 0 issues created; messages: 0 sent" in renamed.output
+    assert len(list((sample_site / "outbox").iterdir())) == 1
+
+
+def test_a_manual_build_with_the_clock_back_keeps_what_the_scheduler_published(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 8, item 15: the scheduler published at 2099-01-01 10:00; the clock now says 2026."""
+    monkeypatch.setenv("PUBLISHER_DATABASE_URL", db_url)
+    root = write_config(tmp_path / "site", newsletter={"start": date(2099, 1, 1)})
+    write_post(root, "future.md", title="미래", date="2099-01-01 09:00")
+    write_post(root, "later.md", title="나중", date="2099-01-01 11:00")  # not out yet
+    config = load_config(root)
+    store = Store.open(config.database_url)
+    moment = datetime(2099, 1, 1, 1, 0, tzinfo=UTC)  # 10:00 in Seoul
+    runner = Runner(config, store, lambda: moment, transport_factory(config), logging.getLogger())
+    assert runner.tick().published == ["future"]
+    store.close()
+
+    built = invoke("--site", str(root), "build")
+    assert built.exit_code == 0, built.output
+    assert "is behind the scheduler's last pass; posts it already published stay published" in (
+        built.output
+    )
+    assert (root / "public/posts/future/index.html").exists()
+    assert not (root / "public/posts/later").exists()
 
 
 # --- the schedule loop (G5, G8, L5) -----------------------------------------------------------------

@@ -284,3 +284,73 @@ def test_problem_sorting_is_stable():
 
     error = ContentError([Problem(Location("b.md", 2), "x"), Problem(Location("a.md", 9), "y")])
     assert str(error).splitlines()[1:] == ["a.md:9: y", "b.md:2: x"]
+
+
+# --- 'id': a post's identity across renames (issue 8, item 1) ------------------------------------
+
+
+def test_id_is_read_and_kept_out_of_extra(site: Path):
+    write_post(site, "a.md", id="7f3c2a9e-1b4d-4c8e-9a6f-2d5e8b1c0a47")
+    write_post(site, "b.md", id="urn:example:42", slug="bee")
+    write_post(site, "c.md")
+    posts, problems, _ = read(site)
+    assert problems == []
+    assert [p.id for p in posts] == ["7f3c2a9e-1b4d-4c8e-9a6f-2d5e8b1c0a47", "urn:example:42", None]
+    assert all("id" not in p.extra for p in posts)
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ('""', '""'),
+        ('"two words"', '"two words"'),
+        ('"tab\\there"', '"tab\there"'),
+        ('"bidi\\u202eid"', '"bidi\u202eid"'),
+        ('"line\\u2028sep"', '"line\u2028sep"'),
+        ('"<script>"', '"<script>"'),
+        ("x" * 201, '"' + "x" * 201 + '"'),
+        ("[a, b]", "a list"),
+    ],
+)
+def test_a_bad_id_is_a_located_error(site: Path, value: str, shown: str):
+    write_post(site, "a.md", id=value)
+    assert read(site)[1] == [
+        "posts/a.md:4: 'id' must be one word of visible characters (no spaces), at most 200 "
+        f"long, such as 7f3c2a9e-1b4d-4c8e-9a6f-2d5e8b1c0a47, got {shown}; "
+        "`publisher new` writes one"
+    ]
+
+
+def test_duplicate_ids_name_both_files(site: Path):
+    write_post(site, "a.md", id="same-id")
+    write_post(site, "b.md", id="same-id")
+    write_post(site, "c.md", id="other-id")
+    assert read(site)[1] == [
+        "posts/b.md: id 'same-id' is also the id of posts/a.md; every post needs its own id "
+        "(a copied file keeps it: remove the 'id' line from the copy)"
+    ]
+
+
+# --- one read per file (issue 8, item 13) ----------------------------------------------------------
+
+
+def test_the_digest_is_of_the_bytes_rendered_even_if_the_file_is_saved_meanwhile(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A save right after the reader read the file must not give the old body the new digest."""
+    import hashlib
+
+    path = write_post(site, "a.md", body="옛 본문")
+    old_bytes = path.read_bytes()
+    real_read_bytes = Path.read_bytes
+
+    def read_then_save(self: Path) -> bytes:
+        data = real_read_bytes(self)
+        if self == path:
+            self.write_text(self.read_text(encoding="utf-8").replace("옛", "새"), encoding="utf-8")
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_save)
+    (post,) = read(site)[0]
+    assert "옛 본문" in post.body_html
+    assert post.digest == hashlib.sha256(old_bytes).hexdigest()

@@ -599,3 +599,44 @@ def test_l8_feedgen_add_entry_prepends_by_default() -> None:
         for e in xml(generator.atom_str()).iter("{http://www.w3.org/2005/Atom}entry")
     ]
     assert titles == ["second", "first"]
+
+
+# --- entry ids across a rename (issue 8 item 1, issue 11) ------------------------------------------
+
+
+def _ids(files: dict[str, bytes]) -> tuple[list[str], list[tuple[str | None, str | None]]]:
+    atom = xml(files["atom.xml"])
+    ids = [e.findtext("a:id", namespaces=NS) or "" for e in atom.findall("a:entry", NS)]
+    guids = [(g.text, g.get("isPermaLink")) for g in xml(files["feed.xml"]).iter("guid")]
+    return ids, guids
+
+
+def test_a_post_with_an_id_keeps_its_entry_id_when_its_slug_changes(tmp_path: Path) -> None:
+    uid = "7f3c2a9e-1b4d-4c8e-9a6f-2d5e8b1c0a47"
+    before = render_feeds(site_of(tmp_path, [dated(1, id=uid)]))
+    after = render_feeds(site_of(tmp_path, [dated(1, id=uid, slug="새-주소", title="새 제목")]))
+    assert _ids(before) == _ids(after) == ([f"urn:uuid:{uid}"], [(f"urn:uuid:{uid}", "false")])
+    assert f"{BASE}posts/{quote('새-주소')}/" in urls_in(after["atom.xml"])  # link follows
+
+
+@pytest.mark.parametrize(
+    "post_id, expected",
+    [
+        ("https://old.example.com/p/42", "https://old.example.com/p/42"),  # moving in
+        ("tag:old.example.com,2019:42", "tag:old.example.com,2019:42"),
+        ("hand-made-1", "urn:uuid:"),  # name-based: the same id always gives the same URN
+    ],
+)
+def test_uri_ids_are_kept_and_other_ids_become_urns(
+    tmp_path: Path, post_id: str, expected: str
+) -> None:
+    ids, guids = _ids(render_feeds(site_of(tmp_path, [dated(1, id=post_id)])))
+    assert ids[0].startswith(expected) and guids == [(ids[0], "false")]
+    again, _ = _ids(render_feeds(site_of(tmp_path, [dated(1, id=post_id, slug="moved")])))
+    assert again == ids
+
+
+def test_posts_without_an_id_keep_their_permalink_as_entry_id(tmp_path: Path) -> None:
+    post = dated(1)
+    ids, guids = _ids(render_feeds(site_of(tmp_path, [post])))
+    assert ids == [permalink(post)] and guids == [(permalink(post), "true")]

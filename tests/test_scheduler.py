@@ -13,10 +13,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from builders import write_config, write_post
 from publisher.config import Config, load_config
-from publisher.publish.build import BuildResult, build
+from publisher.publish.build import BuildResult, build, write_site
+from publisher.publish.site import Site
 from publisher.schedule.runner import (
     ISSUES,
     PUBLISH,
@@ -58,12 +60,12 @@ class CountingBuilder:
         self.fail_next = 0
         self.lock = threading.Lock()
 
-    def __call__(self, config: Config, now: datetime) -> BuildResult:
+    def __call__(self, site: Site) -> BuildResult:
         with self.lock:
             if self.fail_next:
                 self.fail_next -= 1
                 raise RuntimeError("disk on fire")
-        result = build(config, now)
+        result = write_site(site)
         with self.lock:
             self.calls.append(tuple(p.slug for p in result.site.posts))
         return result
@@ -553,3 +555,170 @@ def test_status_shows_next_post_digest_jobs_and_issues(make_rig: RigFactory):
     lines = status_lines(rig.config, scheduler_status(rig.config, rig.store, rig.clock))
     assert "next post due: 2025-06-27 09:00 KST (later)" in lines
     assert {ISSUES, SEND} <= {s.name for s in rig.store.job_states()}
+
+
+# --- renamed posts are not mailed again (issue 8, item 1) -----------------------------------------
+
+
+def _mail_one(rig: Rig, name: str, **fields: str) -> Issue:
+    write_post(rig.root, name, title="원래 제목", date="2025-06-20 09:00", **fields)
+    add_subscribers(rig.store, 2)
+    rig.clock.now = kst(2025, 6, 20, 9, 0)
+    first = rig.tick()
+    assert len(first.issues_created) == 1 and first.sent == 2
+    return rig.issues()[first.issues_created[0]]
+
+
+def test_a_mailed_post_whose_file_is_renamed_is_not_mailed_again(make_rig: RigFactory):
+    rig = make_rig()
+    issue = _mail_one(rig, "2025-06-20-original.md")
+    posts = rig.root / "posts"
+    (posts / "2025-06-20-original.md").rename(posts / "2025-06-20-renamed.md")  # the slug changes
+
+    rig.clock.now += timedelta(minutes=5)
+    again = rig.tick()
+    assert again.renamed == ["renamed: original → renamed (already mailed, not sent again)"]
+    assert again.built and again.published == [] and again.issues_created == []
+    assert again.sent == 0 and len(rig.message_ids()) == 2
+    assert list(rig.issues()) == [issue.key]
+    assert rig.issues()[issue.key].post_slugs == ("renamed",)  # the issue follows the record
+    assert [p.slug for p in rig.store.published_posts()] == ["renamed"]
+    assert (rig.config.output_path / "posts/renamed/index.html").exists()
+
+    rig.clock.now += timedelta(minutes=5)
+    assert rig.tick().renamed == []  # said once
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        # an explicit id: the title, the slug and the text may all change
+        (
+            {"id": "post-7f3c"},
+            {"id": "post-7f3c", "title": "새 제목", "slug": "new-slug", "body": "고친 본문"},
+        ),
+        # no id: the slug and the text change, the date and the title do not
+        ({"slug": "first-slug"}, {"slug": "second-slug", "body": "고친 본문"}),
+    ],
+    ids=["id", "date-and-title"],
+)
+def test_a_mailed_post_with_a_new_slug_and_text_is_recognised(
+    make_rig: RigFactory, before: dict[str, str], after: dict[str, str]
+):
+    rig = make_rig()
+    _mail_one(rig, "a.md", **before)
+    (rig.root / "posts/a.md").unlink()
+    fields = {"title": "원래 제목", "date": "2025-06-20 09:00", **after}
+    write_post(rig.root, "b.md", **fields)
+
+    rig.clock.now += timedelta(minutes=5)
+    again = rig.tick()
+    old, new = before.get("slug", "a"), after["slug"]
+    assert again.renamed == [f"renamed: {old} → {new} (already mailed, not sent again)"]
+    assert again.issues_created == [] and again.sent == 0 and len(rig.message_ids()) == 2
+    assert len(rig.issues()) == 1
+
+
+def test_a_different_id_is_a_different_post_even_with_the_same_title_and_date(
+    make_rig: RigFactory,
+):
+    rig = make_rig()
+    _mail_one(rig, "a.md", id="one")
+    (rig.root / "posts/a.md").unlink()
+    write_post(rig.root, "b.md", title="원래 제목", date="2025-06-20 09:00", id="two")
+    rig.clock.now += timedelta(minutes=5)
+    again = rig.tick()
+    assert again.renamed == [] and again.issues_created == ["post:b"] and again.sent == 2
+
+
+def test_records_made_before_post_ids_are_completed_at_the_next_pass(make_rig: RigFactory):
+    """A database upgraded from before issue 8: its records have no title or date yet."""
+    rig = make_rig()
+    _mail_one(rig, "a.md", slug="first-slug")
+    with rig.store.engine.begin() as conn:
+        conn.execute(text("UPDATE published SET title = NULL, post_date = NULL"))
+        conn.execute(text("DELETE FROM settings WHERE key = 'scheduler.published_identity'"))
+    rig.clock.now += timedelta(minutes=5)
+    assert rig.tick().renamed == []  # no file changed, yet the posts are read once
+    assert [r.title for r in rig.store.published_posts()] == ["원래 제목"]
+
+    write_post(rig.root, "a.md", title="원래 제목", date="2025-06-20 09:00", slug="second-slug")
+    rig.clock.now += timedelta(minutes=5)
+    again = rig.tick()
+    assert again.renamed == ["renamed: first-slug → second-slug (already mailed, not sent again)"]
+    assert again.sent == 0 and len(rig.issues()) == 1
+
+
+# --- one read per pass, and the pages are made from it (issue 8, item 13) -------------------------
+
+
+def test_a_pass_reads_each_post_once(make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch):
+    rig = make_rig()
+    rig.post("one", "2025-06-19 09:00")
+    rig.post("two", "2025-06-19 10:00")
+    reads: list[str] = []
+    real_read_bytes = Path.read_bytes
+
+    def counting(self: Path) -> bytes:
+        if self.suffix == ".md":
+            reads.append(self.name)
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    assert rig.tick().built
+    assert sorted(reads) == ["one.md", "two.md"]
+
+
+def test_a_post_saved_while_the_pass_reads_it_is_rendered_again_next_pass(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+):
+    """An editor saves right after the reader took the text (every read of the text, but not
+    the read that follows it): the page must end up with what the file finally holds, not
+    stay stale for good because the fingerprint took the newer digest (issue 8, 13)."""
+    rig = make_rig()
+    version = [1]
+
+    def save(n: int) -> Path:
+        return write_post(rig.root, "news.md", date="2025-06-19 09:00", body=f"판 {n}" + "!" * n)
+
+    path = save(1)
+    real_read_bytes = Path.read_bytes
+    reads = [0]
+
+    def read_then_save(self: Path) -> bytes:
+        data = real_read_bytes(self)
+        if self == path:
+            reads[0] += 1
+            if reads[0] % 2 == 1:
+                version[0] += 1
+                save(version[0])
+        return data
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_save)
+    assert rig.tick().built
+    monkeypatch.undo()
+    page = rig.config.output_path / "posts/news/index.html"
+    assert "판 1!" in page.read_text(encoding="utf-8")  # what was read is what was rendered
+    rig.clock.now += timedelta(minutes=1)
+    assert rig.tick().built
+    assert f"판 {version[0]}" + "!" * version[0] in page.read_text(encoding="utf-8")
+
+
+# --- a manual build after the clock went back (issue 8, item 15) ----------------------------------
+
+
+def test_the_scheduler_restores_a_post_a_manual_build_took_down(make_rig: RigFactory):
+    rig = make_rig()
+    rig.post("news", "2025-06-20 09:00")
+    rig.clock.now = kst(2025, 6, 20, 9, 30)
+    assert rig.tick().published == ["news"]
+    page = rig.config.output_path / "posts/news/index.html"
+    build(rig.config, kst(2025, 6, 20, 8, 0))  # a build with the clock an hour and a half back
+    assert not page.exists()
+
+    rig.clock.now += timedelta(minutes=1)
+    restored = rig.tick()
+    assert restored.built and restored.published == [] and restored.sent == 0
+    assert page.exists()
+    rig.clock.now += timedelta(minutes=1)
+    assert not rig.tick().built  # its own output: not rebuilt again

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 
 import publisher.store as store_module
 from publisher.deliver.sender import send_issue
@@ -19,6 +19,7 @@ from publisher.store import (
     DeliveryStatus,
     InvalidAddress,
     NewSubscriber,
+    PublishedEntry,
     Reply,
     Store,
     StoreError,
@@ -356,3 +357,50 @@ def test_unknown_database_url_is_an_error():
 def test_postgresql_url_is_rewritten_for_psycopg():
     assert store_module.normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert store_module.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_published_identity_migration_upgrades_a_version_1_database(db_url: str, monkeypatch):
+    """Issue 8, item 1: a database made before post ids gets the columns, once."""
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    old = open_store(db_url)
+    with old.engine.begin() as conn:
+        values = {"slug": "hello", "digest": "d" * 64, "issue_created": True}
+        conn.execute(store_module.published.insert().values(published_at=FakeClock().now, **values))
+    old.close()
+    monkeypatch.undo()
+    store = open_store(db_url, migrate=True)
+    with store.engine.begin() as conn:
+        store_module._migration_published_identity(conn)  # idempotent: a second run adds nothing
+        columns = {c["name"] for c in inspect(conn).get_columns("published")}
+    assert set(store_module.POST_IDENTITY_COLUMNS) <= columns
+    (record,) = store.published_posts()
+    assert (record.slug, record.post_id, record.title, record.post_date) == (
+        "hello",
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_rename_moves_the_record_and_the_issues_and_keeps_them_handled(db_url: str):
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    entry = PublishedEntry("old", "d" * 64, "id-1", "제목", clock.now)
+    assert store.record_published_many([entry, ("other", "e" * 64)], clock.now) == ["old", "other"]
+    make_issue(store, key="post:old")
+    assert store.posts_without_issue() == ["other"]  # create_issue marks the post handled
+
+    moved = PublishedEntry("new", "f" * 64, "id-1", "새 제목", clock.now)
+    fresh = store.record_published_many([moved], clock.now, renames=[("old", "new")])
+    assert fresh == [] and store.posts_without_issue() == ["other"]
+    records = {r.slug: r for r in store.published_posts()}
+    assert set(records) == {"new", "other"}
+    assert (records["new"].digest, records["new"].title) == ("f" * 64, "새 제목")
+    (issue,) = store.list_issues()
+    assert issue.post_slugs == ("new",) and store.issues_with_post("new") == [issue.id]
+    swapped = store.record_published_many(
+        [], clock.now, renames=[("new", "other"), ("other", "new")]
+    )
+    assert swapped == [] and {r.slug for r in store.published_posts()} == {"new", "other"}
+    assert store.list_issues()[0].post_slugs == ("other",)

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 import webbrowser
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -17,8 +18,10 @@ import click
 
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
-from publisher.publish.build import BuildResult, build
+from publisher.publish.build import BuildResult, build, load_site, write_site
+from publisher.publish.site import Site
 from publisher.publish.slugs import slugify
+from publisher.publish.templating import compile_all, make_environment
 
 
 def _root(ctx: click.Context) -> Path:
@@ -65,16 +68,72 @@ def report_build(result: BuildResult, config: Config) -> None:
 def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None:
     """Build the blog and feeds into the output folder, atomically.
 
+    Posts the scheduler has published stay published even if the clock is now
+    behind them (it was set back): a manual build never takes a post down.
+
     \b
     Example:
         publisher build
         publisher build --output /tmp/preview --drafts
     """
     config = load_config(_root(ctx))
-    result = build(
-        config, datetime.now(UTC), include_drafts=drafts, output=output, progress=_progress
-    )
+    if drafts:
+        result = build(
+            config, datetime.now(UTC), include_drafts=True, output=output, progress=_progress
+        )
+    else:
+        started = time.perf_counter()
+        compile_all(make_environment(config))
+        _progress("reading posts")
+        site, warnings = load_site(config, datetime.now(UTC))
+        site = _keep_published(config, site)
+        result = write_site(
+            site, output=output, progress=_progress, warnings=warnings, started=started
+        )
     report_build(result, config)
+
+
+def _keep_published(config: Config, site: Site) -> Site:
+    """The site with every post the scheduler published still public (issue 8, item 15)."""
+    # Imported here: only a build next to a scheduler's database needs the scheduler's rule.
+    from publisher.schedule.runner import keep_published
+    from publisher.store import Store, StoreError, utc_now
+
+    if not _database_exists(config.database_url):
+        return site  # no scheduler ever ran here: nothing was published by it
+    try:
+        # A short retry: a database that is down must not hold a build up for long.
+        store = Store.open(config.database_url, clock=utc_now, retry_seconds=3.0)
+        try:
+            kept = keep_published(store, site)
+        finally:
+            store.close()
+    except StoreError as exc:
+        click.secho(
+            f"warning: {exc.message}; built at the current clock, so a post the scheduler "
+            "published but dated later than now would be missing until its next pass",
+            fg="yellow",
+            err=True,
+        )
+        return site
+    if kept is not site:
+        click.echo(
+            f"The clock ({site.now:%Y-%m-%d %H:%M} UTC) is behind the scheduler's last pass; "
+            "posts it already published stay published."
+        )
+    return kept
+
+
+def _database_exists(url: str) -> bool:
+    """False for a SQLite file that does not exist yet (opening it would create it)."""
+    from sqlalchemy.engine import make_url
+
+    from publisher.store import normalize_url
+
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return parsed.get_backend_name() != "sqlite"
+    return Path(parsed.database).exists()
 
 
 @click.command("new")
@@ -85,12 +144,21 @@ def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None
 @click.option(
     "--date", "date_text", default="", help="Publish date, e.g. '2025-06-20 09:00' (default: now)."
 )
-@click.option("--draft", is_flag=True, help="Mark the post as a draft.")
+@click.option(
+    "--draft/--no-draft",
+    default=True,
+    show_default=True,
+    help="Write 'draft: true' (nothing is published or mailed until you set it to false).",
+)
 @click.pass_context
 def new_command(
     ctx: click.Context, title: str, category: str, tags: str, slug: str, date_text: str, draft: bool
 ) -> None:
-    """Create a new post file with front matter.
+    """Create a new post file: a draft with a fresh 'id' and a placeholder body.
+
+    The post stays a draft, neither published nor mailed by `publisher run`, until
+    you set 'draft: false' in its front matter. Its 'id' keeps it the same post
+    (for the newsletter and the feeds) if you rename the file or change its slug.
 
     \b
     Example:
@@ -106,18 +174,30 @@ def new_command(
             f"{path.relative_to(config.root)} already exists", hint="Choose another --slug."
         )
     moment = date_text or datetime.now(config.site.timezone).strftime("%Y-%m-%d %H:%M")
-    lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}", f"date: {moment}"]
+    lines = [
+        "---",
+        f"id: {uuid.uuid4()}",  # random: two posts never share one (issue 8, item 1)
+        f"title: {json.dumps(title, ensure_ascii=False)}",
+        f"date: {moment}",
+    ]
     if category:
         lines.append(f"category: {json.dumps(category, ensure_ascii=False)}")
     tag_list = [t.strip() for t in tags.split(",") if t.strip()]
     if tag_list:
         lines.append(f"tags: {json.dumps(tag_list, ensure_ascii=False)}")
-    if draft:
-        lines.append("draft: true")
+    lines.append(f"draft: {'true' if draft else 'false'}")
     lines += ["---", "", "여기에 본문을 씁니다.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
-    click.echo(f"Created {path.relative_to(config.root)}")
+    shown = path.relative_to(config.root)
+    if draft:
+        click.echo(f"Created {shown}, a draft: it is not published or mailed yet.")
+        click.echo(
+            "To publish it, write the article and set 'draft: false' in its front matter; "
+            "`publisher run` then publishes it at its date and mails it."
+        )
+    else:
+        click.echo(f"Created {shown}; `publisher run` publishes and mails it at {moment}.")
 
 
 LIVE_RELOAD = (

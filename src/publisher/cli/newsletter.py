@@ -357,6 +357,7 @@ def send_command(
     if test_to:
         _send_test(config, store, new_issue(rendered, (prepared.post,)), test_to)
         return
+    _refuse_a_renamed_post(store, prepared, rendered.key)
     if dry_run:
         _dry_run(store, rendered.key, rendered.subject, prepared.post)
         click.echo(f"mail would go to {mail_destination(config)}")
@@ -385,6 +386,24 @@ def _prepare(config: Config, post_ref: str) -> _Prepared:
             hint="Publish it first; `publisher run` mails scheduled posts when they go live.",
         )
     return _Prepared(config, site, post)
+
+
+def _refuse_a_renamed_post(store: Store, prepared: _Prepared, key: str) -> None:
+    """A post mailed under its old slug is not mailed again under its new one (issue 8, 1)."""
+    from publisher.schedule.identity import find_renames
+
+    post, site = prepared.post, prepared.site
+    renames = find_renames((*site.posts, *site.hidden), store.published_posts())
+    for slug in (post.slug, *(r.old for r in renames if r.new == post.slug)):
+        for issue_id in store.issues_with_post(slug):
+            issue = store.get_issue(issue_id)
+            if issue is not None and issue.key.startswith("post:") and issue.key != key:
+                raise PublisherError(
+                    f"{post.source} was already mailed as issue {issue.key} (the post was "
+                    "renamed since); it is not sent again",
+                    hint=f"`publisher status` shows issue {issue.key}; `publisher run --once` "
+                    "finishes it if it is not done.",
+                )
 
 
 def _find_post(config: Config, posts: tuple[Post, ...], ref: str) -> Post:
@@ -536,18 +555,23 @@ def status_command(ctx: click.Context) -> None:
     """Show what is due next, and every issue with its deliveries by state.
 
     The first lines are the scheduler's: the next post to publish, the next
-    digest, each job's last run and error. Messages in doubt are highlighted.
+    digest, each job's last run and error, then what the next pass would
+    publish and mail (post, time, issue, recipients) and the drafts; nothing
+    is sent. Messages in doubt are highlighted.
 
     \b
     Example:
         publisher status
     """
     # Imported here: the scheduler pulls in the whole build, which other commands do not need.
+    from publisher.schedule.next_pass import next_pass, next_pass_lines
     from publisher.schedule.runner import scheduler_status, status_lines
 
     config = _config(ctx)
     store = _store(config)
     for line in status_lines(config, scheduler_status(config, store, utc_now)):
+        click.echo(line)
+    for line in next_pass_lines(config, next_pass(config, store, utc_now)):
         click.echo(line)
     issues = store.list_issues()
     if not issues:

@@ -30,6 +30,7 @@ from publisher.cli.signals import stop_on_signals
 from publisher.config import load_config, smtp_unused_warning
 from publisher.deliver.transports import transport_factory
 from publisher.errors import PublisherError
+from publisher.schedule.next_pass import next_pass, next_pass_lines
 from publisher.schedule.runner import Runner, TickSummary, scheduler_status, status_lines
 from publisher.store import Store, utc_now
 
@@ -56,13 +57,15 @@ def run_command(ctx: click.Context, once: bool, show_status: bool, verbose: bool
     Example:
         publisher run                 # a service (see README, "Running the scheduler")
         publisher run --once          # one pass, e.g. from cron every 5 minutes
-        publisher run --status        # next due post and digest, jobs, issues
+        publisher run --status        # what the next pass would publish and mail; sends nothing
     """
     config = load_config(Path(ctx.obj.root))
     store = Store.open(config.database_url, clock=utc_now)
     try:
         if show_status:
             for line in status_lines(config, scheduler_status(config, store, utc_now)):
+                click.echo(line)
+            for line in next_pass_lines(config, next_pass(config, store, utc_now)):
                 click.echo(line)
             return
         with _logging(verbose) as log, stop_on_signals(_announcer(log)) as stop:
@@ -121,6 +124,8 @@ def safe_tick(runner: Runner, log: logging.Logger) -> None:
 
 def _report(summary: TickSummary, destination: str) -> None:
     click.echo(f"{summary.line()}; mail to {destination}")
+    for line in summary.renamed:
+        click.echo(f"  {line}")
     for why in summary.waiting:
         click.echo(f"  waiting: {why}")
     if summary.errors:

@@ -74,9 +74,29 @@ def build(
     say = progress or (lambda _message: None)
     say("reading posts")
     site, warnings = load_site(config, now, include_drafts=include_drafts)
+    return write_site(site, output=output, progress=progress, warnings=warnings, started=started)
+
+
+def write_site(
+    site: Site,
+    *,
+    output: Path | None = None,
+    progress: Progress | None = None,
+    warnings: tuple[Problem, ...] = (),
+    started: float | None = None,
+) -> BuildResult:
+    """Render ``site`` as read and write it atomically: the posts are not read again.
+
+    The scheduler reads the posts once per pass and passes the ``Site`` here, so
+    the pages are made from exactly the bytes it fingerprints (issue 8, 13).
+    """
+    if started is None:
+        started = time.perf_counter()
+        compile_all(make_environment(site.config))
+    say = progress or (lambda _message: None)
     say(f"read {len(site.posts)} public posts ({len(site.hidden)} hidden)")
     tree, pages, feeds = render_site(site, progress)
-    target = output or config.output_path
+    target = output or site.config.output_path
     say(f"writing {len(tree)} files")
     written = commit(tree, target)
     return BuildResult(

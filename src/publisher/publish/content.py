@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
@@ -36,12 +37,17 @@ KNOWN_FIELDS = (
     "author",
     "image",
     "language",
+    "id",
 )
+MAX_ID_LENGTH = 200
 _DATETIME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[T ](?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)(?P<zone>Z|[+-]\d{2}:?\d{2})?)?$"
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Characters an id may not hold: it is used verbatim in feed ids (URIs), so besides whitespace
+# and control characters, those RFC 3986 never allows in a URI.
+_ID_FORBIDDEN = frozenset('<>"{}|\\^`')
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,10 @@ class Post:
     image: str | None
     body_html: str  # sanitized; links as written (relative links stay relative)
     reading_minutes: int
-    digest: str  # sha256 of the file bytes: what changed, for caches and the scheduler
+    digest: str  # sha256 of the bytes read and rendered: what changed, for caches and the scheduler
     extra: Mapping[str, Any] = field(default_factory=dict)
     language: str | None = None  # BCP 47; None means [site].language
+    id: str | None = None  # stable identity across renames (front matter 'id'); None: the slug
 
     def is_published(self, now: datetime) -> bool:
         """Public at ``now``: not a draft and not dated in the future (A20)."""
@@ -111,29 +118,34 @@ def read_posts(config: Config) -> ReadResult:
         if post is not None:
             posts.append(post)
     problems.extend(_duplicate_slugs(posts))
+    problems.extend(_duplicate_ids(posts))
     return ReadResult(tuple(posts), tuple(sorted(problems, key=str)), tuple(warnings))
 
 
 def read_post(path: Path, source: str, config: Config) -> tuple[Post | None, _PostProblems]:
     """Read one post file; returns the post (or None) and its problems."""
     found = _PostProblems(source)
-    text = _read_text(path, config.build.max_post_bytes, found)
-    if text is None:
+    read = _read_text(path, config.build.max_post_bytes, found)
+    if read is None:
         return None, found
+    text, digest = read
     try:
         document = split(text)
     except FrontMatterError as exc:
         found.add(exc.message, exc.line, exc.column)
         return None, found
-    post = _build_post(document.fields, document.body, path, source, config, found)
+    post = _build_post(document.fields, document.body, path, digest, config, found)
     return (post if not found.problems else None), found
 
 
-def _read_text(path: Path, max_bytes: int, found: _PostProblems) -> str | None:
+def _read_text(path: Path, max_bytes: int, found: _PostProblems) -> tuple[str, str] | None:
+    """The file's text and the sha256 of the same bytes: read once, so the digest is always
+    that of the content rendered, even when the file is saved again meanwhile (issue 8, 13)."""
     if path.is_symlink():
         found.add("is a symbolic link; posts must be regular files inside the posts folder (A21)")
         return None
     data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     if len(data) > max_bytes:
         found.add(f"is {len(data):,} bytes; the limit is [build].max_post_bytes = {max_bytes:,}")
         return None
@@ -152,14 +164,14 @@ def _read_text(path: Path, max_bytes: int, found: _PostProblems) -> str | None:
     if not text.strip():
         found.add("is empty; a post needs front matter with 'title' and 'date', and a body")
         return None
-    return text
+    return text, digest
 
 
 def _build_post(
     fields: dict[str, Field],
     body: str,
     path: Path,
-    source: str,
+    digest: str,
     config: Config,
     found: _PostProblems,
 ) -> Post | None:
@@ -175,6 +187,7 @@ def _build_post(
     image = _text_field(fields, "image", found)
     slug = _slug_field(fields, path, found)
     language = _language_field(fields, found)
+    post_id = _id_field(fields, found)
     if not body.strip():
         found.add("has no body text after the front matter; write the article or mark it draft")
     extra = {k: f.value for k, f in fields.items() if k not in KNOWN_FIELDS}
@@ -182,7 +195,7 @@ def _build_post(
         return None
     tokens = markup.parse(body)
     return Post(
-        source=source,
+        source=found.source,
         slug=slug,
         title=title,
         date=published,
@@ -198,9 +211,10 @@ def _build_post(
         reading_minutes=markup.reading_minutes(
             markup.plain_text(tokens), config.site.reading_cpm, config.site.reading_wpm
         ),
-        digest=hashlib.sha256(path.read_bytes()).hexdigest(),
+        digest=digest,
         extra=extra,
         language=language,
+        id=post_id,
     )
 
 
@@ -295,6 +309,31 @@ def _slug_field(fields: Mapping[str, Field], path: Path, found: _PostProblems) -
     return value
 
 
+def _id_field(fields: Mapping[str, Field], found: _PostProblems) -> str | None:
+    """'id': the post's identity across renames; one word of visible characters."""
+    entry = fields.get("id")
+    if entry is None:
+        return None
+    value = entry.value
+    bad = not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH
+    if isinstance(value, str) and not bad:
+        bad = any(_invisible(c) or c in _ID_FORBIDDEN for c in value)
+    if bad:
+        found.add(
+            f"'id' must be one word of visible characters (no spaces), at most {MAX_ID_LENGTH} "
+            f"long, such as 7f3c2a9e-1b4d-4c8e-9a6f-2d5e8b1c0a47, got {_shown(value)}; "
+            "`publisher new` writes one",
+            entry.line,
+        )
+        return None
+    return str(value)
+
+
+def _invisible(char: str) -> bool:
+    # Cc control, Cf format (bidi overrides, zero-width), Z* separators (U+2028, NBSP).
+    return char.isspace() or unicodedata.category(char)[0] in "CZ"
+
+
 def _date_field(
     fields: Mapping[str, Field],
     key: str,
@@ -382,6 +421,24 @@ def _duplicate_slugs(posts: Iterable[Post]) -> list[Problem]:
             )
         else:
             seen[key] = post
+    return problems
+
+
+def _duplicate_ids(posts: Iterable[Post]) -> list[Problem]:
+    seen: dict[str, Post] = {}
+    problems = []
+    for post in posts:
+        if post.id is None:
+            continue
+        first = seen.setdefault(post.id, post)
+        if first is not post:
+            problems.append(
+                Problem(
+                    Location(post.source),
+                    f"id '{post.id}' is also the id of {first.source}; every post needs its "
+                    "own id (a copied file keeps it: remove the 'id' line from the copy)",
+                )
+            )
     return problems
 
 

@@ -21,6 +21,16 @@ worked around here for exactly that version:
 - The generator element carries feedgen's version; it names Publisher instead,
   so a library upgrade alone does not change the bytes.
 
+Entry ids (RSS ``guid``, Atom ``id``; C4) never change once a reader has the
+entry, or it is delivered again as new. A post without ``id`` in its front
+matter keeps today's id, its permalink (``isPermaLink="true"``). A post with an
+``id`` keeps its entry id across a change of slug (issue 8 item 1, issue 11):
+an id that is already an absolute URI (``urn:uuid:…``, ``tag:…``, an old
+blog's permalink) is used as it is, so moving in keeps the old feed ids; a
+UUID (what ``publisher new`` writes) becomes ``urn:uuid:<uuid>``; any other id
+``urn:uuid:`` of a name-based UUID (RFC 9562 v5) of it. Those are not links:
+``isPermaLink="false"``.
+
 An empty feed (no public posts yet) has no entry to take its ``updated`` from;
 it uses the fixed ``EMPTY_FEED_UPDATED`` (2000-01-01T00:00:00Z), never
 ``now()``. Not the Unix epoch: the W3C validator flags dates before 1990 as
@@ -32,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +60,10 @@ EMPTY_FEED_UPDATED = datetime(2000, 1, 1, tzinfo=UTC)
 GENERATOR = "Publisher"
 RSS_DOCS = "https://www.rssboard.org/rss-specification"
 ATOM_NS = "http://www.w3.org/2005/Atom"
+# Namespace of the name-based UUIDs made from ids that are neither a UUID nor a URI. Fixed
+# forever: changing it would change every such entry id.
+ID_NAMESPACE = uuid.UUID("5b0f4a51-6a43-4c1e-9a3e-7d2f0c8b1e64")
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S")
 
 # XML 1.0 §2.2 Char: tab, LF, CR and U+0020 upwards, minus surrogates and
 # U+FFFE/U+FFFF. Anything else makes lxml raise (C2).
@@ -199,7 +214,8 @@ def _describe_entry(entry: Any, site: Site, post: Post) -> None:
         # feedgen would fail later, while serializing, with no word of which post (L8).
         raise ValueError("the title is empty once characters XML cannot carry are removed")
     permalink = site.url(post_path(post))
-    entry.guid(permalink, permalink=True)  # also the Atom id: stable and unique (C4)
+    # Also the Atom id: stable and unique (C4); across a rename too when the post has an id.
+    entry.guid(entry_id(site, post), permalink=post.id is None)
     entry.title(title)
     entry.link(href=permalink, rel="alternate", type="text/html")  # attributes dropped, see below
     entry.published(post.date)
@@ -214,6 +230,19 @@ def _describe_entry(entry: Any, site: Site, post: Post) -> None:
         entry.summary(xml_text(html.escape(post.summary, quote=False)), type="html")
     if site.config.feeds.full_content:
         entry.content(feed_html(site, post), type="html")  # escaped text, never CDATA (C12)
+
+
+def entry_id(site: Site, post: Post) -> str:
+    """The post's feed entry id; see the module docstring."""
+    if post.id is None:
+        return site.url(post_path(post))
+    try:
+        return uuid.UUID(post.id).urn
+    except ValueError:
+        pass
+    if _URI_SCHEME.match(post.id):
+        return post.id
+    return uuid.uuid5(ID_NAMESPACE, post.id).urn
 
 
 def _categories(site: Site, post: Post) -> list[tuple[str, str]]:

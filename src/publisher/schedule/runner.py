@@ -14,12 +14,17 @@ table (``Store.claim_job``: one ``UPDATE`` with a lease of
 ``[schedule].lease_seconds``), so two schedulers on one database (a double
 start, cron plus a service) never do the same job at the same time (G4, G6):
 
-1. ``publish``: read the posts and compute the public set at ``clock()``. Its
-   fingerprint (public slugs and file digests, the configuration, the templates)
-   is kept in ``settings``; when it differs, or the output folder is missing,
-   ``build()`` writes pages and feeds atomically (G10, G11) and only then are the
-   new public posts recorded in ``published``. The newsletter only ever looks at
-   ``published``, so the page and the feeds are out before any mail (A20). When
+1. ``publish``: read the posts (each file once) and compute the public set at
+   ``clock()``. Its fingerprint (public slugs and the digests of the bytes read,
+   the configuration, the templates) is kept in ``settings``; when it differs, or
+   the output folder is missing or not the one this scheduler wrote last (a manual
+   build replaced it), ``write_site`` renders that same ``Site`` and writes pages
+   and feeds atomically (G10, G11; issue 8, 13) and only then are the new public
+   posts recorded in ``published``. A post under a new slug that is a published
+   post renamed (publisher.schedule.identity: same ``id``, content, or date and
+   title) moves its record instead, so it is not published or mailed again
+   (issue 8, 1). The newsletter only ever looks at ``published``, so the page
+   and the feeds are out before any mail (A20). When
    no input file changed and no post has become due, the posts are not even read.
 2. ``issues``: newly published posts dated at or after the newsletter start
    become issues, rendered once and stored (B6). ``per_post``: one issue per
@@ -77,7 +82,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -97,7 +102,7 @@ from publisher.deliver.sender import (
 from publisher.deliver.tokens import make_signer
 from publisher.deliver.transports import TransportFactory
 from publisher.errors import ContentError, PublisherError
-from publisher.publish.build import BuildResult, build
+from publisher.publish.build import BuildResult, write_site
 from publisher.publish.content import Post, read_posts
 from publisher.publish.newsletter import (
     RenderedIssue,
@@ -107,6 +112,7 @@ from publisher.publish.newsletter import (
 )
 from publisher.publish.site import Site, build_site
 from publisher.publish.templating import make_environment, template_dirs
+from publisher.schedule.identity import Rename, find_renames, published_moment, renamed_slugs
 from publisher.schedule.slots import DigestSchedule, Slot, describe
 from publisher.store import (
     DeliveryCounts,
@@ -114,13 +120,14 @@ from publisher.store import (
     IssueStatus,
     IssueSummary,
     JobState,
+    PublishedEntry,
     Store,
 )
 from publisher.store.signups import VERSION_KEY as WEB_VERSION_KEY
 from publisher.store.signups import WebStore
 
 Clock = Callable[[], datetime]
-Builder = Callable[[Config, datetime], BuildResult]
+Builder = Callable[[Site], BuildResult]  # renders the Site already read (issue 8, 13)
 
 PUBLISH, ISSUES, SEND = "publish", "issues", "send"
 JOBS = (PUBLISH, ISSUES, SEND)
@@ -128,6 +135,10 @@ JOBS = (PUBLISH, ISSUES, SEND)
 # settings keys
 BUILD_KEY = "scheduler.build"  # fingerprint of the site last built
 INPUTS_KEY = "scheduler.inputs"  # stat fingerprint of the input files at the last pass
+OUTPUT_KEY = "scheduler.output:"  # + host and folder hash: stamp of the folder last written
+# Set once every published record carries the id, title and date a rename is recognised by:
+# until then a pass reads the posts even when no file changed (records made before issue 8).
+IDENTITY_KEY = "scheduler.published_identity"
 NEXT_DUE_KEY = "scheduler.next_due"  # "<iso instant> <slug>" of the next scheduled post
 AS_OF_KEY = "scheduler.published_as_of"  # `published` is complete for posts dated <= this
 DIGEST_KEY = "scheduler.digest_slot"  # local date of the last digest slot handled
@@ -159,6 +170,7 @@ class TickSummary:
     at: datetime
     built: bool = False
     published: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # "renamed: OLD → NEW (...)" lines
     issues_created: list[str] = field(default_factory=list)
     sent: int = 0
     failed: int = 0
@@ -184,6 +196,7 @@ class _Pass:
     now: datetime
     summary: TickSummary
     site: Site | None = None
+    renames: list[Rename] = field(default_factory=list)  # found when the site was read
 
 
 class Runner:
@@ -209,7 +222,7 @@ class Runner:
         self.transports = transport_factory
         self.log = log
         self.stop = stop or threading.Event()
-        self.builder: Builder = builder or build
+        self.builder: Builder = builder or write_site
         self.backoff = backoff or Backoff.from_config(config)
         self.name = name or worker_name()
         self.lease = timedelta(seconds=config.schedule.lease_seconds)
@@ -305,11 +318,11 @@ class Runner:
             self._note_next_post(run, _parse_next_due(self.store.get_setting(NEXT_DUE_KEY)))
             return
         site = self._site(run)
+        # Of the posts as read: the very bytes the pages are rendered from (issue 8, 13).
         fingerprint = site_fingerprint(site)
-        if fingerprint != self.store.get_setting(BUILD_KEY) or not self._output_exists():
-            result = self.builder(self.config, site.now)
-            site = run.site = result.site
-            fingerprint = site_fingerprint(site)
+        if fingerprint != self.store.get_setting(BUILD_KEY) or not self._output_ours():
+            result = self.builder(site)
+            self.store.set_setting(output_key(self.config), output_stamp(self.config))
             run.summary.built = True
             self.log.info(
                 "built %s, %s pages and %s feeds into %s in %.2f s",
@@ -319,11 +332,7 @@ class Runner:
                 result.output,
                 result.seconds,
             )
-        oldest_first = sorted(site.posts, key=lambda p: (p.date, p.slug))
-        fresh = self.store.record_published_many(
-            [(p.slug, p.digest) for p in oldest_first], run.now
-        )
-        self._log_published(run, site, fresh)
+        self._record_published(run, site)
         self.store.set_setting(BUILD_KEY, fingerprint)
         self.store.set_setting(INPUTS_KEY, inputs)
         self.store.set_setting(NEXT_DUE_KEY, _next_due_value(site))
@@ -332,15 +341,21 @@ class Runner:
 
     def _nothing_new(self, inputs: str, now: datetime) -> bool:
         """No input file changed and no scheduled post became due: nothing to read."""
-        if self.store.get_setting(INPUTS_KEY) != inputs or not self._output_exists():
+        if self.store.get_setting(INPUTS_KEY) != inputs or not self._output_ours():
             return False
-        if self.store.get_setting(BUILD_KEY) is None:
+        if self.store.get_setting(BUILD_KEY) is None or not self.store.get_setting(IDENTITY_KEY):
             return False
         due = _parse_next_due(self.store.get_setting(NEXT_DUE_KEY))
         return due is None or due[0] > now
 
-    def _output_exists(self) -> bool:
-        return self.config.output_path.is_dir()
+    def _output_ours(self) -> bool:
+        """The output folder is the one this scheduler wrote last.
+
+        A manual ``publisher build`` (say, after the clock was set back, or with
+        ``--drafts``) swaps in another folder; the next pass then rebuilds it (item 15).
+        """
+        stamp = self.store.get_setting(output_key(self.config))
+        return self.config.output_path.is_dir() and stamp in (None, output_stamp(self.config))
 
     def _site(self, run: _Pass) -> Site:
         """The public site at this tick, read once (G8: published posts stay published)."""
@@ -348,22 +363,25 @@ class Runner:
             result = read_posts(self.config)
             if result.problems:
                 raise ContentError(result.problems, hint="Fix the posts above; nothing changed.")
-            moment = self._build_moment(run.now, result.posts)
+            records = self.store.published_posts()
+            run.renames = find_renames(result.posts, records)
+            known = renamed_slugs(records, run.renames)
+            moment = published_moment(run.now, result.posts, known, self._as_of())
             run.site = build_site(self.config, result.posts, moment)
         return run.site
 
-    def _build_moment(self, now: datetime, posts: Iterable[Post]) -> datetime:
-        """``now``, or later if the clock stepped back past posts already published (G8).
-
-        Only posts dated up to ``published_as_of`` count, so a published post moved
-        to a future date is hidden again as its author meant.
-        """
-        as_of = self._as_of()
-        if as_of is None or as_of <= now:
-            return now
-        known = {p.slug for p in self.store.published_posts()}
-        dates = [p.date for p in posts if p.slug in known and not p.draft and p.date <= as_of]
-        return max([now, *dates])
+    def _record_published(self, run: _Pass, site: Site) -> None:
+        """Record the public posts and the renames found; a renamed post is not new."""
+        oldest_first = sorted(site.posts, key=lambda p: (p.date, p.slug))
+        entries = [PublishedEntry(p.slug, p.digest, p.id, p.title, p.date) for p in oldest_first]
+        renames = [(r.old, r.new) for r in run.renames]
+        fresh = self.store.record_published_many(entries, run.now, renames=renames)
+        self.store.set_setting(IDENTITY_KEY, "1")
+        for rename in run.renames:
+            line = rename.line(mailed=bool(self.store.issues_with_post(rename.new)))
+            run.summary.renamed.append(line)
+            self.log.info("%s (recognised by its %s)", line, rename.by)
+        self._log_published(run, site, fresh)
 
     def _as_of(self) -> datetime | None:
         value = self.store.get_setting(AS_OF_KEY)
@@ -693,6 +711,35 @@ def inputs_fingerprint(config: Config) -> str:
             continue
         digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0{info.st_ino}\n".encode())
     return digest.hexdigest()
+
+
+def output_key(config: Config) -> str:
+    """The settings key of this host's output folder (a scheduler elsewhere has its own)."""
+    where = f"{socket.gethostname()}\0{config.output_path.resolve()}".encode()
+    return OUTPUT_KEY + hashlib.sha256(where).hexdigest()[:32]
+
+
+def output_stamp(config: Config) -> str:
+    """The output folder's identity: every build swaps in a new folder (a new inode)."""
+    try:
+        info = config.output_path.stat()
+    except FileNotFoundError:
+        return "missing"
+    return f"{info.st_ino} {info.st_mtime_ns}"
+
+
+def keep_published(store: Store, site: Site) -> Site:
+    """``site``, or the same posts at a later moment when the clock stepped back past posts
+    the scheduler already published (issue 8, item 15): ``publisher build`` uses it so that
+    a manual build never takes down a post that is out, and maybe mailed."""
+    records = store.published_posts()
+    posts = (*site.posts, *site.hidden)
+    known = renamed_slugs(records, find_renames(posts, records))
+    as_of = store.get_setting(AS_OF_KEY)
+    moment = published_moment(
+        site.now, posts, known, datetime.fromisoformat(as_of) if as_of else None
+    )
+    return site if moment == site.now else build_site(site.config, posts, moment)
 
 
 def _files(directory: Path) -> list[Path]:

@@ -254,9 +254,39 @@ published = Table(
 )
 
 
+# ``published`` with the columns that recognise a renamed post (issue 8, item 1), added by
+# ``_migration_published_identity``. A table object of its own, outside ``metadata``, so that
+# migration 1 still creates exactly what it always did.
+POST_IDENTITY_COLUMNS = ("post_id", "title", "post_date")
+published_identity = Table(
+    "published",
+    MetaData(),
+    Column("slug", String(300), primary_key=True),
+    Column("digest", String(128), nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("issue_created", Boolean, nullable=False, default=False),
+    Column("post_id", String(300)),  # front matter 'id', when the post has one
+    Column("title", Text),
+    Column("post_date", UtcDateTime),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     """The first schema: every table above."""
     metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version])
+
+
+def _migration_published_identity(conn: Connection) -> None:
+    """``published`` remembers each post's id, title and date (issue 8, item 1).
+
+    Idempotent and order-independent: a column is added only when missing.
+    """
+    present = {c["name"] for c in inspect(conn).get_columns("published")}
+    for name in POST_IDENTITY_COLUMNS:
+        if name not in present:
+            column = published_identity.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE published ADD COLUMN {name} {kind}"))
 
 
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
@@ -282,7 +312,11 @@ def _migration_signup_requests(conn: Connection) -> None:
     signup_requests.create(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1, _migration_signup_requests)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
+    _migration_1,
+    _migration_signup_requests,
+    _migration_published_identity,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -740,6 +774,9 @@ class Store:
         def work(conn: Connection) -> tuple[int, bool]:
             stmt = self.insert(issues).values(**values).on_conflict_do_nothing()
             new_id = conn.execute(stmt.returning(issues.c.id)).scalar_one_or_none()
+            # In the same transaction: a post renamed after a crash right here must not
+            # find its published record still waiting for an issue (issue 8, item 1).
+            self._mark_issues_created(conn, new.post_slugs)
             if new_id is not None:
                 return int(new_id), True
             found = conn.execute(select(issues.c.id).where(issues.c.key == new.key))
@@ -1250,31 +1287,94 @@ class Store:
         return self._run(work, write=False)
 
     def record_published_many(
-        self, posts: Sequence[tuple[str, str]], published_at: datetime
+        self,
+        posts: Sequence[PublishedEntry | tuple[str, str]],
+        published_at: datetime,
+        *,
+        renames: Sequence[tuple[str, str]] = (),
     ) -> list[str]:
-        """Record many ``(slug, digest)`` as public in one transaction; returns the new slugs."""
+        """Record public posts in one transaction; returns the slugs new to ``published``.
+
+        ``renames`` (old slug, new slug) move a record to a post's new slug first, keeping
+        whether its issue exists, so a renamed post is not published or mailed again
+        (issue 8, item 1). Known posts get their id, title, date and digest updated, which
+        is what the next rename is recognised by.
+        """
+        entries = [p if isinstance(p, PublishedEntry) else PublishedEntry(*p) for p in posts]
+        table = published_identity
 
         def work(conn: Connection) -> list[str]:
-            known = set(conn.execute(select(published.c.slug)).scalars())
-            fresh = [(slug, digest) for slug, digest in posts if slug not in known]
-            for slug, digest in fresh:
-                conn.execute(
-                    self.insert(published)
-                    .values(slug=slug, digest=digest, published_at=published_at)
-                    .values(issue_created=False)
-                    .on_conflict_do_nothing()
-                )
-            return [slug for slug, _ in fresh]
+            self._rename_published(conn, renames)
+            rows = {r["slug"]: r for r in conn.execute(select(table)).mappings()}
+            fresh = []
+            for entry in entries:
+                values = entry.values()
+                row = rows.get(entry.slug)
+                if row is None:
+                    fresh.append(entry.slug)
+                    stmt = self.insert(table).values(slug=entry.slug, **values)
+                    stmt = stmt.values(published_at=published_at, issue_created=False)
+                    conn.execute(stmt.on_conflict_do_nothing())
+                elif any(row[k] != v for k, v in values.items()):
+                    conn.execute(update(table).where(table.c.slug == entry.slug).values(values))
+            return fresh
 
         return self._run(work)
 
+    def _rename_published(self, conn: Connection, renames: Sequence[tuple[str, str]]) -> None:
+        # Through temporary keys ('~' is never in a slug), so that swaps and chains work.
+        table = published_identity
+        moves = [(old, new, f"~{n}") for n, (old, new) in enumerate(renames) if old != new]
+        for old, _, temporary in moves:
+            conn.execute(update(table).where(table.c.slug == old).values(slug=temporary))
+        taken = set(conn.execute(select(table.c.slug)).scalars())
+        moved: dict[str, str] = {}
+        for old, new, temporary in moves:
+            final = old if new in taken else new  # never merge two records into one
+            conn.execute(update(table).where(table.c.slug == temporary).values(slug=final))
+            taken.add(final)
+            if final != old:
+                moved[old] = final
+        self._rename_in_issues(conn, moved)
+
+    def _rename_in_issues(self, conn: Connection, moved: dict[str, str]) -> None:
+        """Issues name their posts by slug: follow the renames (all at once, so a swap works),
+        so that a crashed pass's bookkeeping (``mark_issues_created(issue.post_slugs)``)
+        still finds the records."""
+        found = {
+            i: slugs
+            for old in moved
+            for i, slugs in conn.execute(self._issues_with_post_query(old))
+        }
+        for issue_id, slugs in found.items():
+            names = [moved.get(s, s) for s in json.loads(slugs)]
+            encoded = json.dumps(names, ensure_ascii=False)
+            conn.execute(update(issues).where(issues.c.id == issue_id).values(post_slugs=encoded))
+
+    def _issues_with_post_query(self, slug: str) -> Any:
+        pattern = json.dumps(slug, ensure_ascii=False)
+        return (
+            select(issues.c.id, issues.c.post_slugs)
+            .where(issues.c.post_slugs.contains(pattern, autoescape=True))
+            .order_by(issues.c.id)
+        )
+
     def published_posts(self) -> list[PublishedPost]:
         """Every post ever made public, by slug."""
-        query = select(published).order_by(published.c.slug)
+        table = published_identity
+        query = select(table).order_by(table.c.slug)
 
         def work(conn: Connection) -> list[PublishedPost]:
             return [
-                PublishedPost(r["slug"], r["digest"], r["published_at"], bool(r["issue_created"]))
+                PublishedPost(
+                    r["slug"],
+                    r["digest"],
+                    r["published_at"],
+                    bool(r["issue_created"]),
+                    post_id=r["post_id"],
+                    title=r["title"],
+                    post_date=r["post_date"],
+                )
                 for r in conn.execute(query).mappings()
             ]
 
@@ -1282,10 +1382,21 @@ class Store:
 
     def mark_issues_created(self, slugs: Sequence[str]) -> None:
         """Record that the issues of these published posts exist, in one transaction."""
-        if not slugs:
-            return
-        stmt = update(published).where(published.c.slug.in_(list(slugs)))
-        self._run(lambda c: c.execute(stmt.values(issue_created=True)))
+        self._run(lambda c: self._mark_issues_created(c, slugs))
+
+    def _mark_issues_created(self, conn: Connection, slugs: Sequence[str]) -> None:
+        if slugs:
+            stmt = update(published).where(published.c.slug.in_(list(slugs)))
+            conn.execute(stmt.values(issue_created=True))
+
+    def issues_with_post(self, slug: str) -> list[int]:
+        """Ids of the issues that carry the post ``slug``, oldest first."""
+        query = self._issues_with_post_query(slug)
+
+        def work(conn: Connection) -> list[int]:
+            return [int(i) for i, slugs in conn.execute(query) if slug in json.loads(slugs)]
+
+        return self._run(work, write=False)
 
     def open_issues(self) -> list[IssueSummary]:
         """Issues not done yet, oldest first, without their bodies (cheap to poll)."""
@@ -1522,10 +1633,32 @@ class JobState:
 
 @dataclass(frozen=True)
 class PublishedPost:
-    slug: str
-    digest: str
+    slug: str  # the post's slug now: a rename moves the record (issue 8, item 1)
+    digest: str  # of the content last recorded
     published_at: datetime
     issue_created: bool  # handled by the newsletter: an issue exists, or none is due
+    post_id: str | None = None  # what a renamed post is recognised by: its 'id' ...
+    title: str | None = None  # ... or its date and title (None: recorded before these existed)
+    post_date: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PublishedEntry:
+    """A public post as ``published`` records it."""
+
+    slug: str
+    digest: str
+    post_id: str | None = None
+    title: str | None = None
+    post_date: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "post_id": self.post_id,
+            "title": self.title,
+            "post_date": self.post_date,
+        }
 
 
 @dataclass(frozen=True)
