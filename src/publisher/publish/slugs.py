@@ -11,16 +11,20 @@ import re
 import unicodedata
 
 _SEPARATORS = re.compile(r"[^\w]+|_+")
-_VALID = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$")
+_VALID = re.compile(r"[^\W_](?:[\w-]*[^\W_])?")
 _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 MAX_SLUG_LENGTH = 120
+# A file name is at most 255 bytes on ext4, XFS, APFS and NTFS: 120 Hangul syllables are 360.
+MAX_SLUG_BYTES = 255
 
 
 def slugify(text: str) -> str:
     """Turn a title or file name into a slug: ``"미중 기술…격차"`` → ``"미중-기술-격차"``."""
     text = unicodedata.normalize("NFC", text).lower()
-    slug = _SEPARATORS.sub("-", text).strip("-")
-    return slug[:MAX_SLUG_LENGTH].strip("-")
+    slug = _SEPARATORS.sub("-", text).strip("-")[:MAX_SLUG_LENGTH]
+    while len(slug.encode("utf-8")) > MAX_SLUG_BYTES:
+        slug = slug[:-1]
+    return slug.strip("-")
 
 
 def slug_from_filename(stem: str) -> str:
@@ -31,11 +35,17 @@ def slug_from_filename(stem: str) -> str:
 def is_valid_slug(slug: str) -> bool:
     """True when ``slug`` is one safe path segment: letters, digits and inner hyphens."""
     return (
-        bool(_VALID.match(slug))
+        bool(_VALID.fullmatch(slug))  # fullmatch: "$" would accept a final newline
         and len(slug) <= MAX_SLUG_LENGTH
+        and fits_file_name(slug)
         and slug == unicodedata.normalize("NFC", slug)
         and slug == slug.lower()
     )
+
+
+def fits_file_name(slug: str) -> bool:
+    """True when ``slug`` fits in one file name (at most 255 bytes in UTF-8)."""
+    return len(slug.encode("utf-8")) <= MAX_SLUG_BYTES
 
 
 def slug_key(slug: str) -> str:
