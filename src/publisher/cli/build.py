@@ -69,9 +69,18 @@ def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None
         publisher --site mysite build --output /tmp/preview --drafts
     """
     config = load_config(_root(ctx))
-    result = build(
-        config, datetime.now(UTC), include_drafts=drafts, output=output, progress=_progress
-    )
+    try:
+        result = build(
+            config, datetime.now(UTC), include_drafts=drafts, output=output, progress=_progress
+        )
+    except OSError as exc:
+        # Anything the build could not read or write (a template folder, the output's
+        # parent): say which file and why; the output was not swapped (G10).
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise PublisherError(
+            f"{where}{exc.strerror or exc}; nothing was written",
+            hint="Check that the file exists and can be read, then build again.",
+        ) from None
     report_build(result, config)
 
 
