@@ -349,3 +349,20 @@ def test_item11_cli_build_turns_an_os_error_into_a_message(tmp_path: Path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: {tmp_path / 'file'}: " in result.stderr
     assert "; nothing was written\nhint: Check that the file exists" in result.stderr
+
+
+def test_item14_item15_tags_differing_in_case_or_punctuation_build(tmp_path: Path):
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md", tags="[AI, C, 'C++']", category="'!!!'")
+    write_post(tmp_path, "b.md", tags="[ai, 'C#']", category="세계")
+    build(load_config(tmp_path), NOW)
+    files = set(tree_bytes(tmp_path / "public"))
+    tags = sorted({f.split("/")[1] for f in files if f.startswith("tag/")})
+    assert tags == ["ai", "c", "c-plus-plus", "c-sharp"]
+    assert "category/index.html" not in files
+    assert "category/exclamation-mark-exclamation-mark-exclamation-mark/index.html" in files
+    doc = page(tmp_path / "public", "posts/a/index.html")
+    links = {a.get("href") for a in doc.iter("a")}
+    assert "https://blog.example.com/tag/c-plus-plus/" in links
+    heading = page(tmp_path / "public", "tag/ai/index.html").findtext(".//h1")
+    assert heading is not None and "AI" in heading

@@ -20,10 +20,8 @@ from publisher.publish.site import (
     Page,
     Site,
     Taxonomy,
-    category_path,
     paginate,
     post_path,
-    tag_path,
 )
 from publisher.publish.templating import make_environment, render
 from publisher.publish.writer import OutputTree
@@ -76,8 +74,8 @@ class PageRenderer:
             "site": site,
             "url": site.url,
             "post_url": lambda post: site.url(post_path(post)),
-            "category_url": lambda name: site.url(category_path(name)),
-            "tag_url": lambda name: site.url(tag_path(name)),
+            "category_url": lambda name: site.url(site.category_path(name)),
+            "tag_url": lambda name: site.url(site.tag_path(name)),
             "signup": self.signup,
         }
 
@@ -95,7 +93,7 @@ class PageRenderer:
     def category_feeds(self, name: str) -> tuple[FeedLink, ...]:
         if not self.site.config.feeds.per_category:
             return self.site_feeds
-        base = category_path(name)
+        base = self.site.category_path(name)
         title = f"{self.site.config.site.title} – {name}"
         return (
             *self.site_feeds,

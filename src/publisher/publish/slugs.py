@@ -51,3 +51,57 @@ def fits_file_name(slug: str) -> bool:
 def slug_key(slug: str) -> str:
     """The identity two slugs collide on: NFC and case-folded (A14)."""
     return unicodedata.normalize("NFC", slug).casefold()
+
+
+# Spoken names for the symbols that tell tags apart: C, C++ and C# (issue 8, item 14).
+_SPOKEN = {"+": "plus", "#": "sharp", "&": "and", "@": "at", "%": "percent", "*": "star"}
+
+
+def spelled_slug(text: str) -> str:
+    """A slug that keeps symbols as words: ``"C++"`` → ``"c-plus-plus"``, ``"!!!"`` → names.
+
+    Used only where ``slugify`` would give two names one slug, or no slug at all.
+    Symbols without a spoken name use their Unicode name (``"🚀"`` → ``"rocket"``).
+    """
+    words = []
+    for char in unicodedata.normalize("NFC", text):
+        if char.isalnum():
+            words.append(char)
+        elif char in _SPOKEN:
+            words.append(f" {_SPOKEN[char]} ")
+        elif not char.isspace() and unicodedata.category(char)[0] in "PS":
+            words.append(f" {unicodedata.name(char, '')} ")
+        else:
+            words.append(" ")
+    return slugify("".join(words))
+
+
+def unique_slugs(names: list[str], fallback: str) -> dict[str, str]:
+    """A distinct, non-empty slug for each name, the same for the same set of names.
+
+    A name keeps ``slugify(name)`` when no other name has it; names that share one
+    (or have none) are spelled out with ``spelled_slug``, the name without symbols
+    keeping the plain slug; what still collides gets ``-2``, ``-3`` in name order.
+    """
+    plain = {name: slugify(name) for name in names}
+    sharing: dict[str, list[str]] = {}
+    for name in names:
+        sharing.setdefault(plain[name], []).append(name)
+    chosen: dict[str, str] = {}
+    for slug, group in sorted(sharing.items()):
+        for name in sorted(group, key=lambda n: (spelled_slug(n) != slug, n)):
+            alone = len(group) == 1
+            if slug and (alone or (slug not in chosen.values() and spelled_slug(name) == slug)):
+                chosen[name] = slug
+            else:
+                chosen[name] = spelled_slug(name) or plain[name] or fallback
+    taken: set[str] = set()
+    for name in sorted(names, key=lambda n: (chosen[n] != plain[n], n)):
+        base = candidate = chosen[name]
+        number = 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{base}-{number}"
+        taken.add(candidate)
+        chosen[name] = candidate
+    return chosen
