@@ -366,3 +366,37 @@ def test_item14_item15_tags_differing_in_case_or_punctuation_build(tmp_path: Pat
     assert "https://blog.example.com/tag/c-plus-plus/" in links
     heading = page(tmp_path / "public", "tag/ai/index.html").findtext(".//h1")
     assert heading is not None and "AI" in heading
+
+
+def test_item12_run_with_a_fifo_post_reports_it_and_honours_sigterm(tmp_path: Path):
+    import os
+    import queue
+    import signal
+    import threading
+
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md")
+    os.mkfifo(tmp_path / "posts" / "pipe.md")
+    env = {**os.environ, "PUBLISHER_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"}
+    lines: queue.Queue[str] = queue.Queue()
+    seen = ""
+    with subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--site", str(tmp_path), "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in stderr])
+        reader.start()
+        try:
+            while "newsletter" not in seen:  # the first pass is over: the posts were read
+                seen += lines.get(timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+            reader.join(timeout=10)
+    assert "posts/pipe.md: is a named pipe (FIFO), not a file" in seen
