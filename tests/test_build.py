@@ -257,7 +257,7 @@ def test_every_command_has_help_with_an_example(command: list[str]):
         (
             "{% extends '404.html' %}\n",
             1,
-            "the template extends or includes itself (directly or through others)",
+            "the template never ends: it extends, includes or calls itself",
         ),
         (
             "a\nb\n{{ site.now | date(7) }}\n",

@@ -26,6 +26,11 @@ from publisher.errors import Location, Problem, ProblemsError, PublisherError
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
+_ENDLESS = (
+    "the template never ends: it extends, includes or calls itself (directly or through others)"
+)
+
+
 class TemplateError(ProblemsError):
     """A template could not be found, compiled or rendered."""
 
@@ -80,9 +85,7 @@ def render(env: jinja2.Environment, name: str, **context: Any) -> str:
         ) from None
     except RecursionError as exc:
         where = _failing_line(env, name, exc)
-        raise TemplateError(
-            [Problem(where, "the template extends or includes itself (directly or through others)")]
-        ) from None
+        raise TemplateError([Problem(where, _ENDLESS)]) from None
     except PublisherError:
         raise
     except Exception as exc:
