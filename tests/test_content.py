@@ -521,3 +521,12 @@ def test_item11_a_post_renamed_away_before_it_is_read(site: Path):
     assert [str(p) for p in found.problems] == [
         "posts/moved.md: disappeared while the build read it (renamed or deleted); build again"
     ]
+
+
+def test_item11_slugs_made_from_long_hangul_fit_a_file_name(site: Path):
+    from publisher.publish.slugs import is_valid_slug, slugify
+
+    slug = slugify("가" * 120)
+    assert len(slug.encode("utf-8")) <= 240 and is_valid_slug(slug)
+    write_post(site, f"{slug}.md")  # a file named after it can exist
+    assert read(site)[0][0].slug == slug

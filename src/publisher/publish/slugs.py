@@ -16,13 +16,14 @@ _DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}-")
 MAX_SLUG_LENGTH = 120
 # A file name is at most 255 bytes on ext4, XFS, APFS and NTFS: 120 Hangul syllables are 360.
 MAX_SLUG_BYTES = 255
+_SLUGIFY_BYTES = MAX_SLUG_BYTES - 15  # room for "-2" or ".md" when the slug names a file
 
 
 def slugify(text: str) -> str:
     """Turn a title or file name into a slug: ``"미중 기술…격차"`` → ``"미중-기술-격차"``."""
     text = unicodedata.normalize("NFC", text).lower()
     slug = _SEPARATORS.sub("-", text).strip("-")[:MAX_SLUG_LENGTH]
-    while len(slug.encode("utf-8")) > MAX_SLUG_BYTES:
+    while len(slug.encode("utf-8")) > _SLUGIFY_BYTES:
         slug = slug[:-1]
     return slug.strip("-")
 
