@@ -253,3 +253,158 @@ def test_cli_new_creates_a_valid_post(tmp_path: Path):
 def test_every_command_has_help_with_an_example(command: list[str]):
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "Example" in result.stdout
+
+
+# --- issue 8: a located message for every bad input, never a traceback or a hang ------------
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        ("ok\n{{ 1/0 }}\n", 2, "error while rendering: ZeroDivisionError: division by zero"),
+        (
+            "{% extends '404.html' %}\n",
+            1,
+            "the template never ends: it extends, includes or calls itself",
+        ),
+        (
+            "a\nb\n{{ site.now | date(7) }}\n",
+            3,
+            "error while rendering: TypeError: strftime() argument 1 must be str, not int",
+        ),
+    ],
+)
+def test_item11_template_runtime_errors_name_template_and_line(
+    tmp_path: Path, source: str, line: int, message: str
+):
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "404.html").write_text(source, encoding="utf-8")
+    with pytest.raises(TemplateError) as info:
+        build(load_config(tmp_path), NOW)
+    (problem,) = info.value.problems
+    assert problem.location.path.endswith("templates/404.html")
+    assert problem.location.line == line and problem.message.startswith(message)
+    assert not (tmp_path / "public").exists()
+
+
+def test_item12_a_fifo_post_fails_the_build_instead_of_hanging(tmp_path: Path):
+    import os
+
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md")
+    os.mkfifo(tmp_path / "posts" / "pipe.md")
+    result = subprocess.run(
+        [sys.executable, "-m", "publisher", "--site", str(tmp_path), "build"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "posts/pipe.md: is a named pipe (FIFO), not a file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_item11_file_size_limit_during_build_is_reported_and_public_is_kept(tmp_path: Path):
+    import resource
+    import signal
+
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md", body="가" * 3000)
+    first = run_cli("--site", str(tmp_path), "build")
+    assert first.returncode == 0, first.stderr
+    before = tree_bytes(tmp_path / "public")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    write_post(tmp_path, "b.md", body="나" * 3000)
+    result = subprocess.run(
+        [sys.executable, "-m", "publisher", "--site", str(tmp_path), "build"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: the build could not be written: a file is over the file-size limit" in (
+        result.stderr
+    )
+    assert f"{tmp_path / 'public'} is unchanged" in result.stderr
+    assert tree_bytes(tmp_path / "public") == before
+
+
+def test_item11_dates_just_inside_the_calendar_build_and_report(tmp_path: Path):
+    write_config(tmp_path)
+    write_post(tmp_path, "old.md", date="0001-01-02 09:00", category="세계", tags="[t]")
+    write_post(tmp_path, "far.md", date="9999-12-30T00:00:00Z")
+    result = run_cli("--site", str(tmp_path), "build")
+    assert result.returncode == 0, result.stderr
+    assert "Next scheduled post: '제목' (posts/far.md) becomes due at 9999-12-30 09:00 KST." in (
+        result.stdout
+    )
+    drafts = run_cli("--site", str(tmp_path), "build", "--drafts", "--output", str(tmp_path / "d"))
+    assert drafts.returncode == 0, drafts.stderr
+
+
+def test_item11_cli_build_turns_an_os_error_into_a_message(tmp_path: Path):
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md")
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    result = run_cli("--site", str(tmp_path), "build", "--output", str(tmp_path / "file" / "out"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: {tmp_path / 'file'}: " in result.stderr
+    assert "; nothing was written\nhint: Check that the file exists" in result.stderr
+
+
+def test_item14_item15_tags_differing_in_case_or_punctuation_build(tmp_path: Path):
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md", tags="[AI, C, 'C++']", category="'!!!'")
+    write_post(tmp_path, "b.md", tags="[ai, 'C#']", category="세계")
+    build(load_config(tmp_path), NOW)
+    files = set(tree_bytes(tmp_path / "public"))
+    tags = sorted({f.split("/")[1] for f in files if f.startswith("tag/")})
+    assert tags == ["ai", "c", "c-plus-plus", "c-sharp"]
+    assert "category/index.html" not in files
+    assert "category/exclamation-mark-exclamation-mark-exclamation-mark/index.html" in files
+    doc = page(tmp_path / "public", "posts/a/index.html")
+    links = {a.get("href") for a in doc.iter("a")}
+    assert "https://blog.example.com/tag/c-plus-plus/" in links
+    heading = page(tmp_path / "public", "tag/ai/index.html").findtext(".//h1")
+    assert heading is not None and "AI" in heading
+
+
+def test_item12_run_with_a_fifo_post_reports_it_and_honours_sigterm(tmp_path: Path):
+    import os
+    import queue
+    import signal
+    import threading
+
+    write_config(tmp_path)
+    write_post(tmp_path, "a.md")
+    os.mkfifo(tmp_path / "posts" / "pipe.md")
+    env = {**os.environ, "PUBLISHER_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"}
+    lines: queue.Queue[str] = queue.Queue()
+    seen = ""
+    with subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--site", str(tmp_path), "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in stderr])
+        reader.start()
+        try:
+            while "newsletter" not in seen:  # the first pass is over: the posts were read
+                seen += lines.get(timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            proc.kill()
+            reader.join(timeout=10)
+    assert "posts/pipe.md: is a named pipe (FIFO), not a file" in seen

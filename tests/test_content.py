@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -331,26 +332,246 @@ def test_duplicate_ids_name_both_files(site: Path):
     ]
 
 
-# --- one read per file (issue 8, item 13) ----------------------------------------------------------
+# --- issue 8: a located message for every bad input (items 3, 11, 12, 15) -------------------
 
 
-def test_the_digest_is_of_the_bytes_rendered_even_if_the_file_is_saved_meanwhile(
-    site: Path, monkeypatch: pytest.MonkeyPatch
+HEADER_PROBES = [chr(c) for c in range(0x00, 0x20)] + [chr(c) for c in range(0x7F, 0xA1)]
+HEADER_PROBES += ["\u2028", "\u2029", "\ud800", "\udfff", "=?", "\t", "가", "\u200b", "\ufeff"]
+HEADER_PROBES += [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
+
+
+def _yaml_escaped(text: str) -> str:
+    return '"' + "".join(f"\\u{ord(c):04x}" if not c.isalnum() else c for c in text) + '"'
+
+
+def test_item3_reader_refuses_whatever_the_message_builder_would_refuse(site: Path):
+    """Every probe in a title, a category or an author: refused by the reader when the
+    builder would refuse it in a Subject or From name (else every delivery fails)."""
+    from publisher.deliver.message import HeaderInjectionError, check_free_text
+
+    refused_by_builder = set()
+    for index, probe in enumerate(HEADER_PROBES):
+        try:
+            check_free_text("Subject", f"a{probe}b")
+        except HeaderInjectionError:
+            refused_by_builder.add(index)
+        for field in ("title", "category", "author"):
+            front = {"title": "t", "date": "2025-01-01", field: _yaml_escaped(f"a{probe}b")}
+            lines = "".join(f"{key}: {value}\n" for key, value in front.items())
+            write_raw(site, f"{field}-{index}.md", f"---\n{lines}---\nb\n")
+    problems = read(site)[1]
+    located = [re.match(r"posts/(\w+)-(\d+)\.md:(\d+)", p) for p in problems]
+    line = {"title": "2", "category": "4", "author": "4"}  # each problem is on its field's line
+    assert all(m and line[m[1]] == m[3] for m in located), problems
+    refused_by_reader = {(int(m[2]), m[1]) for m in located if m}
+    assert len(refused_by_builder) == 69  # C0 but tab, DEL, C1, U+2028/9, two surrogates, "=?"
+    for index in refused_by_builder:
+        for field in ("title", "category", "author"):
+            assert (index, field) in refused_by_reader, (field, repr(HEADER_PROBES[index]))
+    assert (HEADER_PROBES.index("가"), "title") not in refused_by_reader
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        (
+            "\\u2028",
+            "'title' must not contain the control character or line separator U+2028; remove it",
+        ),
+        (
+            "\\x85",
+            "'title' must not contain the control character or line separator U+0085; remove it",
+        ),
+        (
+            "\\x1b[31m",
+            "'title' must not contain the control character or line separator U+001B; remove it",
+        ),
+        ("\\ud800", "U+D800 is a lone surrogate, not a character; fix the \\u escape"),
+        (
+            "\\u202e",
+            "'title' must not contain the bidirectional control U+202E: it makes the text display "
+            "differently from what it is; remove it",
+        ),
+    ],
+)
+def test_item3_item15_unsafe_title_characters_are_located(site: Path, probe: str, message: str):
+    write_raw(site, "t.md", f'---\ntitle: "abc{probe}def"\ndate: 2025-01-01\n---\nb\n')
+    (problem,) = read(site)[1]
+    assert problem.startswith("posts/t.md:2") and problem.endswith(message)
+
+
+def test_item15_bidi_controls_refused_in_summary_category_and_tags(site: Path):
+    write_raw(
+        site,
+        "b.md",
+        '---\ntitle: t\ndate: 2025-01-01\nsummary: "x\\u2067y"\ncategory: "\\u202ax"\n'
+        'tags: [ok, "\\u2066z"]\n---\nb\n',
+    )
+    bidi = "it makes the text display differently from what it is; remove it"
+    assert read(site)[1] == [
+        f"posts/b.md:4: 'summary' must not contain the bidirectional control U+2067: {bidi}",
+        f"posts/b.md:5: 'category' must not contain the bidirectional control U+202A: {bidi}",
+        f"posts/b.md:6: 'tags' must not contain the bidirectional control U+2066: {bidi}",
+    ]
+
+
+def test_item11_lone_surrogate_anywhere_in_front_matter_is_located(site: Path):
+    write_raw(site, "s.md", '---\ntitle: t\ndate: 2025-01-01\ncolor: ["\\udfff"]\n---\nb\n')
+    assert read(site)[1] == [
+        "posts/s.md:4:9: U+DFFF is a lone surrogate, not a character; fix the \\u escape"
+    ]
+
+
+def test_item15_all_space_title_is_missing(site: Path):
+    write_raw(site, "t.md", '---\ntitle: "   "\ndate: 2025-01-01\n---\nb\n')
+    assert read(site)[1] == ["posts/t.md:2: 'title' is required"]
+
+
+def test_item15_slug_ending_in_a_newline_is_refused(site: Path):
+    write_raw(site, "n.md", '---\ntitle: t\ndate: 2025-01-01\nslug: "abc\\n"\n---\nb\n')
+    assert read(site)[1] == [
+        "posts/n.md:4: 'slug' must be letters, digits and inner hyphens (one path segment, "
+        'lower case), got "abc\\u000a"'
+    ]
+
+
+def test_item11_hangul_slug_too_long_for_a_file_name(site: Path):
+    write_post(site, "h.md", slug="가" * 120)
+    assert read(site)[1] == [
+        "posts/h.md:4: 'slug' is 360 bytes in UTF-8 and a file name holds at most 255: "
+        "set a shorter 'slug:' (a Hangul syllable is 3 bytes)"
+    ]
+    write_post(site, "h.md", slug="가" * 85)
+    assert read(site)[1] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:00-12:00", "0001-01-01", "9999-12-31 23:59", "0001-01-01T08:00+09:00"],
+)
+def test_item11_dates_at_the_edges_of_the_calendar(site: Path, value: str):
+    write_post(site, "d.md", date=value)
+    write_post(site, "u.md", updated=value)
+    assert read(site)[1] == [
+        f"posts/d.md:3: 'date' must be between 0001-01-02 and 9999-12-30 (UTC), got \"{value}\"",
+        f"posts/u.md:4: 'updated' must be between 0001-01-02 and 9999-12-30 (UTC), got \"{value}\"",
+    ]
+
+
+@pytest.mark.parametrize(("opening", "closing", "column"), [("[", "]", 67), ("{a: ", "}", 253)])
+def test_item11_front_matter_nested_5000_deep_is_located(
+    site: Path, opening: str, closing: str, column: int
 ):
-    """A save right after the reader read the file must not give the old body the new digest."""
+    deep = opening * 5000 + "1" + closing * 5000
+    write_raw(site, "n.md", f"---\ntitle: t\ndate: 2025-01-01\nx: {deep}\n---\nb\n")
+    assert read(site)[1] == [
+        f"posts/n.md:4:{column}: invalid YAML: nested more than 64 levels deep; "
+        "use plain 'key: value' lines"
+    ]
+
+
+def test_item11_nesting_within_the_limit_is_read(site: Path):
+    write_raw(site, "n.md", f"---\ntitle: t\ndate: 2025-01-01\nx: {'[' * 60}{']' * 60}\n---\nb\n")
+    assert read(site)[1] == []
+
+
+def test_item11_a_folder_named_like_a_post_is_a_folder(site: Path):
+    write_post(site, "2025.md/inside.md", title="안쪽")
+    posts, problems, _ = read(site)
+    assert problems == [] and [p.source for p in posts] == ["posts/2025.md/inside.md"]
+
+
+def test_item15_symlinked_folder_and_dangling_link_are_refused(site: Path, tmp_path: Path):
+    elsewhere = tmp_path / "elsewhere"
+    write_post(tmp_path, "../elsewhere/hidden.md")
+    (site / "posts" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (site / "posts" / "gone.md").symlink_to(tmp_path / "missing.md")
+    assert read(site)[1] == [
+        "posts/gone.md: is a symbolic link; posts must be regular files inside the posts folder (A21)",
+        "posts/linked: is a symbolic link to a folder; posts must be regular files inside the "
+        "posts folder (A21): move the folder here instead of linking it",
+    ]
+
+
+def test_item12_a_fifo_is_refused_without_blocking(site: Path):
+    import os
+
+    os.mkfifo(site / "posts" / "pipe.md")  # nobody writes to it: a blocking open would hang
+    write_post(site, "ok.md")
+    posts, problems, _ = read(site)
+    assert problems == [
+        "posts/pipe.md: is a named pipe (FIFO), not a file; posts must be regular files "
+        "(rename or remove it)"
+    ]
+    assert [p.source for p in posts] == ["posts/ok.md"]
+
+
+def test_item11_unreadable_post_is_located(tmp_path: Path):
+    import os
+    import shutil
+    import tempfile
+
+    # Root reads anything: drop the effective uid to nobody for the read (root can switch back).
+    root = Path(tempfile.mkdtemp(prefix="unreadable-"))
+    try:
+        root.chmod(0o755)
+        (root / "posts").mkdir(mode=0o755)
+        write_post(root, "secret.md").chmod(0)
+        write_post(root, "open.md").chmod(0o644)
+        config = make_config(root)
+        as_root = os.geteuid() == 0
+        if as_root:
+            os.seteuid(65534)
+        try:
+            result = read_posts(config)
+        finally:
+            if as_root:
+                os.seteuid(0)
+        assert [str(p) for p in result.problems] == [
+            "posts/secret.md: cannot be read: permission denied; make the file readable (chmod a+r)"
+        ]
+        assert [p.source for p in result.posts] == ["posts/open.md"]
+    finally:
+        shutil.rmtree(root)
+
+
+def test_item11_each_post_is_opened_once_and_the_digest_is_of_those_bytes(site: Path):
     import hashlib
+    import sys
 
-    path = write_post(site, "a.md", body="옛 본문")
-    old_bytes = path.read_bytes()
-    real_read_bytes = Path.read_bytes
+    path = write_post(site, "once.md")
+    opened: list[str] = []
+    watching = [str(path)]
 
-    def read_then_save(self: Path) -> bytes:
-        data = real_read_bytes(self)
-        if self == path:
-            self.write_text(self.read_text(encoding="utf-8").replace("옛", "새"), encoding="utf-8")
-        return data
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and watching and str(args[0]) == watching[0]:
+            opened.append(event)
 
-    monkeypatch.setattr(Path, "read_bytes", read_then_save)
-    (post,) = read(site)[0]
-    assert "옛 본문" in post.body_html
-    assert post.digest == hashlib.sha256(old_bytes).hexdigest()
+    sys.addaudithook(hook)
+    try:
+        posts, problems, _ = read(site)
+    finally:
+        watching.clear()  # audit hooks cannot be removed; this one goes quiet
+    assert problems == [] and len(opened) == 1
+    assert posts[0].digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_item11_a_post_renamed_away_before_it_is_read(site: Path):
+    from publisher.publish.content import read_post
+
+    path = write_post(site, "moved.md")
+    path.rename(site / "posts" / "elsewhere.txt")
+    post, found = read_post(path, "posts/moved.md", make_config(site))
+    assert post is None
+    assert [str(p) for p in found.problems] == [
+        "posts/moved.md: disappeared while the build read it (renamed or deleted); build again"
+    ]
+
+
+def test_item11_slugs_made_from_long_hangul_fit_a_file_name(site: Path):
+    from publisher.publish.slugs import is_valid_slug, slugify
+
+    slug = slugify("가" * 120)
+    assert len(slug.encode("utf-8")) <= 240 and is_valid_slug(slug)
+    write_post(site, f"{slug}.md")  # a file named after it can exist
+    assert read(site)[0][0].slug == slug

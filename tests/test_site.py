@@ -99,3 +99,67 @@ def test_related_lists_scale_linearly():
     site = build_site(make_config(), posts, datetime(2030, 1, 1, tzinfo=UTC))
     assert len(site.related) == 10_000
     assert all(len(r.items) == 6 for r in site.related.values())
+
+
+# --- issue 8: tags and categories that differ only in case or punctuation (items 14, 15) ----
+
+
+def test_item14_names_equal_after_case_folding_and_nfc_are_one_taxonomy():
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "반도체")
+    posts = [
+        make_post(slug="a", tags=("AI",), category="세계"),
+        make_post(slug="b", tags=("ai",), category=nfd),
+        make_post(slug="c", tags=("ai", "AI"), category="세계"),
+    ]
+    site = build_site(make_config(), posts, NOW)
+    assert [(t.name, t.slug, t.path) for t in site.tags] == [("AI", "ai", "tag/ai/")]  # 2:2 tie
+    assert [p.slug for p in site.tags[0].posts] == ["a", "b", "c"]  # "c" once, not twice
+    assert [(t.name, t.path) for t in site.categories] == [
+        ("반도체", "category/반도체/"),
+        ("세계", "category/세계/"),
+    ]
+    assert site.tag_path("Ai") == site.tag_path("AI") == "tag/ai/"
+    assert site.category(nfd) is site.category("반도체") is not None
+
+
+def test_item14_most_used_spelling_is_shown_ties_broken_by_code_point():
+    tie = build_site(
+        make_config(), [make_post(slug="a", tags=("ai",)), make_post(slug="b", tags=("AI",))], NOW
+    )
+    assert [t.name for t in tie.tags] == ["AI"]
+    most = [make_post(slug=s, tags=("ai",)) for s in "ab"] + [make_post(slug="c", tags=("AI",))]
+    assert [t.name for t in build_site(make_config(), most, NOW).tags] == ["ai"]
+
+
+def test_item14_names_that_share_a_slug_get_distinct_slugs_deterministically():
+    posts = [
+        make_post(slug="a", tags=("C++", "C"), category="C#"),
+        make_post(slug="b", tags=("C#",), category="C"),
+    ]
+    for order in (posts, posts[::-1]):
+        site = build_site(make_config(), order, NOW)
+        assert [(t.name, t.path) for t in site.tags] == [
+            ("C", "tag/c/"),
+            ("C++", "tag/c-plus-plus/"),
+            ("C#", "tag/c-sharp/"),
+        ]
+        assert [(t.name, t.path) for t in site.categories] == [
+            ("C", "category/c/"),
+            ("C#", "category/c-sharp/"),
+        ]
+        assert site.tag_path("c++") == "tag/c-plus-plus/"
+
+
+def test_item15_a_name_without_letters_or_digits_gets_a_page_of_its_own():
+    posts = [make_post(slug="a", category="!!!", tags=("🚀", "???"))]
+    site = build_site(make_config(), posts, NOW)
+    assert [t.path for t in site.categories] == [
+        "category/exclamation-mark-exclamation-mark-exclamation-mark/"
+    ]
+    assert [t.path for t in site.tags] == [
+        "tag/question-mark-question-mark-question-mark/",
+        "tag/rocket/",
+    ]
+    assert all(t.slug for t in (*site.categories, *site.tags))

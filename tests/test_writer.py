@@ -82,7 +82,7 @@ def test_g10_file_size_limit_mid_build_leaves_old_output_identical(tmp_path: Pat
         capture_output=True,
         text=True,
     )
-    assert proc.returncode != 0 and "File too large" in proc.stderr
+    assert proc.returncode != 0 and "over the file-size limit (EFBIG" in proc.stderr
     assert snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["public"]
 
@@ -113,3 +113,59 @@ def test_g11_killed_build_leaves_old_output_identical(tmp_path: Path):
     commit(fresh, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["public"]
     assert os.listdir(out) == ["index.html"]
+
+
+def _limit_file_size() -> None:
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG, not a kill, past the limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def test_item11_file_size_limit_says_what_happened_and_that_the_output_is_unchanged(
+    tmp_path: Path,
+):
+    out = tmp_path / "public"
+    old = OutputTree()
+    old.add("index.html", "previous build")
+    commit(old, out)
+    before = snapshot(out)
+    script = (
+        _child_build(out, 3, 10_000).replace(
+            "commit(tree, Path(",
+            "from publisher.publish.writer import WriteError\ntry:\n    commit(tree, Path(",
+        )
+        + "except WriteError as exc:\n    print(exc)\n    print('hint:', exc.hint)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], preexec_fn=_limit_file_size, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "the build could not be written: a file is over the file-size limit (EFBIG; see "
+        f"`ulimit -f`) at p0/index.html; {out} is unchanged (the new files were removed)",
+        "hint: Free some space or raise the limit, then build again.",
+    ]
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public"]
+
+
+def test_item11_full_disk_message(tmp_path: Path):
+    import errno
+
+    from publisher.publish.writer import WriteError
+
+    error = WriteError.of(OSError(errno.ENOSPC, "No space left on device"), "a.html", tmp_path)
+    assert str(error) == (
+        f"the build could not be written: the disk is full (ENOSPC) at a.html; {tmp_path} "
+        "is unchanged (the new files were removed)"
+    )
+    odd = WriteError.of(OSError(errno.EIO, "Input/output error"), "b.html", tmp_path)
+    assert "Input/output error (EIO) at b.html" in str(odd)
+
+
+def test_item11_text_that_cannot_be_encoded_is_refused_with_its_owner():
+    with pytest.raises(
+        OutputConflictError, match=r"'\\ud800', which is not a character, from posts/a\.md"
+    ):
+        OutputTree().add("a/index.html", "x\ud800", owner="posts/a.md")

@@ -77,19 +77,28 @@ def build_command(ctx: click.Context, output: Path | None, drafts: bool) -> None
         publisher build --output /tmp/preview --drafts
     """
     config = load_config(_root(ctx))
-    if drafts:
-        result = build(
-            config, datetime.now(UTC), include_drafts=True, output=output, progress=_progress
-        )
-    else:
-        started = time.perf_counter()
-        compile_all(make_environment(config))
-        _progress("reading posts")
-        site, warnings = load_site(config, datetime.now(UTC))
-        site = _keep_published(config, site)
-        result = write_site(
-            site, output=output, progress=_progress, warnings=warnings, started=started
-        )
+    try:
+        if drafts:
+            result = build(
+                config, datetime.now(UTC), include_drafts=True, output=output, progress=_progress
+            )
+        else:
+            started = time.perf_counter()
+            compile_all(make_environment(config))
+            _progress("reading posts")
+            site, warnings = load_site(config, datetime.now(UTC))
+            site = _keep_published(config, site)
+            result = write_site(
+                site, output=output, progress=_progress, warnings=warnings, started=started
+            )
+    except OSError as exc:
+        # Anything the build could not read or write (a template folder, the output's
+        # parent): say which file and why; the output was not swapped (G10).
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise PublisherError(
+            f"{where}{exc.strerror or exc}; nothing was written",
+            hint="Check that the file exists and can be read, then build again.",
+        ) from None
     report_build(result, config)
 
 

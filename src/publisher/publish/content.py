@@ -8,8 +8,11 @@ Unknown front-matter keys are kept in ``Post.extra`` for templates.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +26,14 @@ from publisher.config import language as config_language
 from publisher.errors import Location, Problem
 from publisher.publish import markup
 from publisher.publish.frontmatter import Field, FrontMatterError, split
-from publisher.publish.slugs import is_valid_slug, slug_from_filename, slug_key
+from publisher.publish.safetext import Finding, Unsafe, find_unsafe
+from publisher.publish.slugs import (
+    MAX_SLUG_BYTES,
+    fits_file_name,
+    is_valid_slug,
+    slug_from_filename,
+    slug_key,
+)
 
 KNOWN_FIELDS = (
     "title",
@@ -110,7 +120,9 @@ def read_posts(config: Config) -> ReadResult:
     if not folder.is_dir():
         where = Location(config.build.posts_dir)
         return ReadResult((), (Problem(where, "posts folder not found"),), ())
-    for path in sorted(folder.rglob("*.md")):
+    paths, walk_problems = _post_paths(folder, config.root)
+    problems.extend(walk_problems)
+    for path in paths:
         source = path.relative_to(config.root).as_posix()
         post, found = read_post(path, source, config)
         problems.extend(found.problems)
@@ -122,33 +134,115 @@ def read_posts(config: Config) -> ReadResult:
     return ReadResult(tuple(posts), tuple(sorted(problems, key=str)), tuple(warnings))
 
 
+def _post_paths(folder: Path, root: Path) -> tuple[list[Path], list[Problem]]:
+    """Every ``*.md`` entry under ``folder``, sorted; a symlinked folder is a problem (A21).
+
+    Folders are walked without following links; a folder named ``x.md`` is a folder,
+    walked like any other, and never read as a post (issue 8, items 11 and 15).
+    """
+    paths: list[Path] = []
+    problems: list[Problem] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename or folder).relative_to(root).as_posix()
+        problems.append(Problem(Location(where), f"cannot be listed: {exc.strerror}"))
+
+    for top, dirs, files in os.walk(folder, onerror=unreadable):
+        for name in sorted(dirs):
+            link = Path(top, name)
+            if link.is_symlink():
+                where = Location(link.relative_to(root).as_posix())
+                problems.append(Problem(where, _FOLDER_SYMLINK))
+        paths.extend(Path(top, name) for name in files if name.endswith(".md"))
+    return sorted(paths), problems
+
+
+_SYMLINK = "is a symbolic link; posts must be regular files inside the posts folder (A21)"
+_FOLDER_SYMLINK = (
+    "is a symbolic link to a folder; posts must be regular files inside the posts folder "
+    "(A21): move the folder here instead of linking it"
+)
+
+
 def read_post(path: Path, source: str, config: Config) -> tuple[Post | None, _PostProblems]:
-    """Read one post file; returns the post (or None) and its problems."""
+    """Read one post file; returns the post (or None) and its problems.
+
+    The file is read once, and everything (front matter, body, digest) comes from
+    those bytes, so a file saved or renamed mid-build cannot mix two versions.
+    """
     found = _PostProblems(source)
-    read = _read_text(path, config.build.max_post_bytes, found)
-    if read is None:
+    data = _read_bytes(path, config.build.max_post_bytes, found)
+    text = None if data is None else _decode(data, found)
+    if data is None or text is None:
         return None, found
-    text, digest = read
     try:
         document = split(text)
     except FrontMatterError as exc:
         found.add(exc.message, exc.line, exc.column)
         return None, found
-    post = _build_post(document.fields, document.body, path, digest, config, found)
+    digest = hashlib.sha256(data).hexdigest()
+    post = _build_post(document.fields, document.body, path, source, digest, config, found)
     return (post if not found.problems else None), found
 
 
-def _read_text(path: Path, max_bytes: int, found: _PostProblems) -> tuple[str, str] | None:
-    """The file's text and the sha256 of the same bytes: read once, so the digest is always
-    that of the content rendered, even when the file is saved again meanwhile (issue 8, 13)."""
-    if path.is_symlink():
-        found.add("is a symbolic link; posts must be regular files inside the posts folder (A21)")
+def _read_bytes(path: Path, max_bytes: int, found: _PostProblems) -> bytes | None:
+    """The file's bytes, or None with a problem: only regular files are read (A21, item 12).
+
+    ``O_NONBLOCK`` keeps a FIFO from blocking the open, ``O_NOFOLLOW`` refuses a link
+    that appeared after the walk, and ``fstat`` checks what was actually opened.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        if path.is_symlink():
+            found.add(_SYMLINK)
+            return None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        found.add("disappeared while the build read it (renamed or deleted); build again")
         return None
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    except OSError as exc:
+        found.add(_os_problem(exc))
+        return None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        kind = _file_kind(info.st_mode)
+        if kind is not None:
+            found.add(f"is {kind}, not a file; posts must be regular files (rename or remove it)")
+            return None
+        try:
+            data = file.read(max_bytes + 1)
+        except OSError as exc:
+            found.add(_os_problem(exc))
+            return None
     if len(data) > max_bytes:
-        found.add(f"is {len(data):,} bytes; the limit is [build].max_post_bytes = {max_bytes:,}")
+        size = max(len(data), info.st_size)
+        found.add(f"is {size:,} bytes; the limit is [build].max_post_bytes = {max_bytes:,}")
         return None
+    return data
+
+
+def _file_kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "a device")
+
+
+def _os_problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return _SYMLINK
+    if isinstance(exc, PermissionError):
+        return "cannot be read: permission denied; make the file readable (chmod a+r)"
+    return f"cannot be read: {exc.strerror or exc}"
+
+
+def _decode(data: bytes, found: _PostProblems) -> str | None:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a BOM from Windows editors is harmless once removed (A1)
     try:
@@ -164,13 +258,14 @@ def _read_text(path: Path, max_bytes: int, found: _PostProblems) -> tuple[str, s
     if not text.strip():
         found.add("is empty; a post needs front matter with 'title' and 'date', and a body")
         return None
-    return text, digest
+    return text
 
 
 def _build_post(
     fields: dict[str, Field],
     body: str,
     path: Path,
+    source: str,
     digest: str,
     config: Config,
     found: _PostProblems,
@@ -184,7 +279,7 @@ def _build_post(
     summary = _text_field(fields, "summary", found, multiline=True)
     draft = _bool_field(fields, "draft", found)
     author = _text_field(fields, "author", found, header_safe=True)
-    image = _text_field(fields, "image", found)
+    image = _text_field(fields, "image", found, header_safe=False)
     slug = _slug_field(fields, path, found)
     language = _language_field(fields, found)
     post_id = _id_field(fields, found)
@@ -240,7 +335,7 @@ def _text_field(
     header_safe: bool = False,
 ) -> str | None:
     entry = fields.get(key)
-    if entry is None or entry.value == "":
+    if entry is None or (isinstance(entry.value, str) and not entry.value.strip()):
         if required:
             found.add(f"'{key}' is required", entry.line if entry else 1)
         return None
@@ -249,17 +344,27 @@ def _text_field(
         found.add(f"'{key}' must be text, got {_shown(value)}", entry.line)
         return None
     text = value.strip() if multiline else value
-    if _CONTROL.search(text) or (not multiline and ("\n" in text or "\r" in text)):
-        found.add(f"'{key}' must be one line of text without control characters", entry.line)
-        return None
-    if header_safe and "=?" in text:
-        # '=?' starts an RFC 2047 encoded-word: in a Subject it can smuggle headers (D1b).
-        found.add(
-            f"'{key}' must not contain '=?' (it would be read as an encoded mail header)",
-            entry.line,
-        )
+    unsafe = find_unsafe(text, one_line=not multiline, in_header=header_safe)
+    if unsafe is not None:
+        found.add(_unsafe_message(f"'{key}'", unsafe), entry.line)
         return None
     return text.strip()
+
+
+def _unsafe_message(what: str, unsafe: Finding) -> str:
+    """The reader's words for a character the message builder would refuse (issue 8, item 3)."""
+    char = unsafe.shown()
+    return {
+        Unsafe.LINE_BREAK: f"{what} must be one line of text, without line breaks ({char})",
+        Unsafe.CONTROL: f"{what} must not contain the control character or line separator "
+        f"{char}; remove it",
+        Unsafe.BIDI: f"{what} must not contain the bidirectional control {char}: it makes the "
+        "text display differently from what it is; remove it",
+        Unsafe.ENCODED_WORD: f"{what} must not contain '=?' (it would be read as an encoded "
+        "mail header)",
+        Unsafe.SURROGATE: f"{what} contains {char}, a lone surrogate that is not a character; "
+        "fix the \\u escape",
+    }[unsafe.reason]
 
 
 def _tags_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[str, ...]:
@@ -271,8 +376,11 @@ def _tags_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[str,
         found.add(f"'tags' must be a list such as [경제, 반도체], got {_shown(value)}", entry.line)
         return ()
     tags = tuple(dict.fromkeys(t.strip() for t in value))
-    if any(_CONTROL.search(t) or "\n" in t for t in tags):
-        found.add("'tags' must be one-line texts", entry.line)
+    for tag in tags:
+        unsafe = find_unsafe(tag, in_header=False)
+        if unsafe is not None:
+            found.add(_unsafe_message("'tags'", unsafe), entry.line)
+            break
     return tags
 
 
@@ -299,6 +407,13 @@ def _slug_field(fields: Mapping[str, Field], path: Path, found: _PostProblems) -
             return None
         return slug
     value = entry.value
+    if isinstance(value, str) and not fits_file_name(value):
+        found.add(
+            f"'slug' is {len(value.encode('utf-8'))} bytes in UTF-8 and a file name holds at "
+            f"most {MAX_SLUG_BYTES}: set a shorter 'slug:' (a Hangul syllable is 3 bytes)",
+            entry.line,
+        )
+        return None
     if not isinstance(value, str) or not is_valid_slug(value):
         found.add(
             f"'slug' must be letters, digits and inner hyphens (one path segment, "
@@ -363,8 +478,26 @@ def parse_moment(value: Any, zone: ZoneInfo) -> tuple[datetime, str | None]:
     """Parse a front-matter date or datetime; zone-less values are read in ``zone`` (A6-A8).
 
     Returns the aware datetime and an optional warning. Raises ValueError whose
-    message completes "'date' ...".
+    message completes "'date' ...". A moment must stay inside the calendar when shown
+    in any timezone, so it lies between 0001-01-02 and 9999-12-30 UTC (issue 8, item 11).
     """
+    try:
+        moment, warning = _parse_moment(value, zone)
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc <= _LATEST:
+        raise ValueError(
+            f"must be between {_EARLIEST.date()} and {_LATEST.date()} (UTC), got {_shown(value)}"
+        )
+    return moment, warning
+
+
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _parse_moment(value: Any, zone: ZoneInfo) -> tuple[datetime, str | None]:
     if isinstance(value, datetime):
         naive = value.replace(tzinfo=None) if value.tzinfo is None else None
         return (value, None) if naive is None else _localize(naive, zone)
@@ -444,7 +577,8 @@ def _duplicate_ids(posts: Iterable[Post]) -> list[Problem]:
 
 def _shown(value: Any) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
+        # Line breaks and controls are shown escaped, so a message stays one honest line.
+        return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in value) + '"'
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

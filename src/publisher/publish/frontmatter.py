@@ -21,7 +21,10 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from publisher.publish.safetext import SURROGATES
+
 MAX_FRONT_MATTER_BYTES = 64 * 1024
+MAX_NESTING = 64  # lists and mappings inside each other; front matter needs two or three
 _FENCE = re.compile(r"^---[ \t]*$")
 _END_FENCE = re.compile(r"^(---|\.\.\.)[ \t]*$")
 
@@ -99,6 +102,8 @@ class _StrictLoader(_StrictConstruction, yaml.SafeLoader):
 
     yaml_implicit_resolvers = {}  # noqa: RUF012
 
+    depth = 0
+
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -106,7 +111,17 @@ class _StrictLoader(_StrictConstruction, yaml.SafeLoader):
                 problem="aliases (*name) are not allowed in front matter",
                 problem_mark=event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_NESTING:
+            # PyYAML's composer recurses once per level: stop long before RecursionError.
+            raise yaml.MarkedYAMLError(
+                problem=f"nested more than {MAX_NESTING} levels deep; use plain 'key: value' lines",
+                problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _FAST_BASE: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -120,7 +135,17 @@ class _FastLoader(_StrictConstruction, _FAST_BASE):  # type: ignore[misc]
 
 def _construct_plain_or_null(loader: yaml.BaseLoader, node: ScalarNode) -> str:
     # Without resolvers every untagged scalar is a string; an empty value is "".
-    return str(loader.construct_scalar(node))
+    text = str(loader.construct_scalar(node))
+    surrogate = SURROGATES.search(text)
+    if surrogate:
+        # "\ud800" is valid YAML but no character: it would fail when the page is written.
+        raise FrontMatterError(
+            f"U+{ord(surrogate.group()):04X} is a lone surrogate, not a character; "
+            "fix the \\u escape",
+            getattr(loader, "first_line", 1) + node.start_mark.line,
+            node.start_mark.column + 1,
+        )
+    return text
 
 
 for _loader in (_StrictLoader, _FastLoader):
@@ -138,10 +163,14 @@ def parse_fields(yaml_text: str, first_line: int) -> dict[str, Field]:
             f"front matter is larger than {MAX_FRONT_MATTER_BYTES // 1024} KB", first_line
         )
     try:
-        return _parse(_FastLoader, yaml_text, first_line, walk_aliases=True)
-    except (_NeedsSlowPath, FrontMatterError):
-        # Any problem is re-parsed by the pure-Python loader so messages are identical.
-        return _parse(_StrictLoader, yaml_text, first_line, walk_aliases=False)
+        try:
+            return _parse(_FastLoader, yaml_text, first_line, walk_aliases=True)
+        except (_NeedsSlowPath, FrontMatterError):
+            # Any problem is re-parsed by the pure-Python loader so messages are identical.
+            return _parse(_StrictLoader, yaml_text, first_line, walk_aliases=False)
+    except RecursionError:
+        # MAX_NESTING should stop this first; a RecursionError never leaves the reader.
+        raise FrontMatterError("front matter is nested too deeply to read", first_line) from None
 
 
 def _parse(
@@ -158,7 +187,7 @@ def _parse(
                 f"front matter must be a mapping of 'key: value' lines, got a {_node_kind(root)}",
                 first_line + root.start_mark.line,
             )
-        if walk_aliases and _has_shared_node(root):
+        if walk_aliases and _needs_slow_path(root):
             raise _NeedsSlowPath
         return _fields_of(loader, root, first_line)
     except yaml.MarkedYAMLError as exc:
@@ -169,20 +198,23 @@ def _parse(
         loader.dispose()
 
 
-def _has_shared_node(root: Node) -> bool:
-    """True when a node appears twice in the tree: libyaml resolved an alias (A12)."""
+def _needs_slow_path(root: Node) -> bool:
+    """True when a node appears twice (libyaml resolved an alias, A12) or nests too deeply.
+
+    libyaml itself accepts 1,000 levels; the pure-Python loader gives the located error.
+    """
     seen: set[int] = set()
-    stack: list[Node] = [root]
+    stack: list[tuple[Node, int]] = [(root, 0)]
     while stack:
-        node = stack.pop()
-        if id(node) in seen:
+        node, depth = stack.pop()
+        if id(node) in seen or depth >= MAX_NESTING:
             return True
         seen.add(id(node))
         if isinstance(node, MappingNode):
             for key, value in node.value:
-                stack.extend((key, value))
+                stack.extend(((key, depth + 1), (value, depth + 1)))
         elif isinstance(node.value, list):
-            stack.extend(node.value)
+            stack.extend((child, depth + 1) for child in node.value)
     return False
 
 

@@ -51,7 +51,7 @@ from publisher.config import Config
 from publisher.errors import Location, Problem, ProblemsError
 from publisher.publish import markup
 from publisher.publish.content import Post
-from publisher.publish.site import RelatedList, Site, category_path, post_path, sort_key
+from publisher.publish.site import RelatedList, Site, post_path, sort_key
 from publisher.publish.templating import make_environment, render
 
 UNSUBSCRIBE_PLACEHOLDER = "PUBLISHER-UNSUBSCRIBE-URL-7c1e5a"
@@ -264,7 +264,7 @@ def _entry(site: Site, post: Post) -> EmailEntry:
         date=post.date,
         url=url,
         category=post.category,
-        category_url=site.url(category_path(post.category)) if post.category else None,
+        category_url=site.url(site.category_path(post.category)) if post.category else None,
         author=post.author,
         summary=post.summary,
         # Sanitized by publisher.publish.markup (A18); relative links resolve against the post page.

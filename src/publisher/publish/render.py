@@ -21,10 +21,8 @@ from publisher.publish.site import (
     Page,
     Site,
     Taxonomy,
-    category_path,
     paginate,
     post_path,
-    tag_path,
 )
 from publisher.publish.templating import make_environment, render
 from publisher.publish.writer import OutputTree
@@ -103,8 +101,8 @@ class PageRenderer:
             "site": site,
             "url": url,
             "post_url": lambda post: url(post_path(post)),
-            "category_url": lambda name: url(category_path(name)),
-            "tag_url": lambda name: url(tag_path(name)),
+            "category_url": lambda name: url(site.category_path(name)),
+            "tag_url": lambda name: url(site.tag_path(name)),
             "signup": self.signup,
             "nav_current": lambda target: nav_current(target, path, section),
         }
@@ -134,7 +132,7 @@ class PageRenderer:
     def category_feeds(self, name: str) -> tuple[FeedLink, ...]:
         if not self.site.config.feeds.per_category:
             return self.site_feeds
-        base = category_path(name)
+        base = self.site.category_path(name)
         title = f"{self.site.config.site.title} – {name}"
         return (
             *self.site_feeds,
@@ -155,7 +153,7 @@ class PageRenderer:
             else post.image,
             json_ld=json_ld(self.site, post),
             feeds=feeds,
-            section=category_path(post.category) if post.category else None,
+            section=self.site.category_path(post.category) if post.category else None,
             lang=post.language or self.site.config.site.language,
             has_code=HIGHLIGHTED in post.body_html,
         )

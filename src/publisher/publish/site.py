@@ -7,6 +7,8 @@ post's related-category list, URLs) is computed here once and tested in Python.
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +16,7 @@ from urllib.parse import quote
 
 from publisher.config import Config
 from publisher.publish.content import Post
-from publisher.publish.slugs import slugify
+from publisher.publish.slugs import slug_key, slugify, unique_slugs
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,11 @@ class RelatedList:
 class Taxonomy:
     """A category or a tag with its public posts, newest first."""
 
-    name: str
+    name: str  # the spelling most posts use, when they differ in case ("AI", "ai")
     slug: str
     path: str  # site-relative, e.g. "category/세계/"
     posts: tuple[Post, ...]
+    key: str = ""  # the NFC, case-folded name every spelling of it shares
 
 
 @dataclass(frozen=True)
@@ -77,22 +80,31 @@ class Site:
         return self.config.site.base_url + quote(path, safe="/#?=&")
 
     def category(self, name: str) -> Taxonomy | None:
-        for taxonomy in self.categories:
-            if taxonomy.name == name:
-                return taxonomy
-        return None
+        """The category ``name`` belongs to, in any spelling of it (``AI`` is ``ai``)."""
+        return _find(self.categories, name)
+
+    def category_path(self, name: str) -> str:
+        """Site-relative folder of category ``name``'s pages: ``category/세계/``."""
+        return _path_of(self.categories, "category", name)
+
+    def tag_path(self, name: str) -> str:
+        """Site-relative folder of tag ``name``'s pages: ``tag/ai/``."""
+        return _path_of(self.tags, "tag", name)
+
+
+def _find(taxonomies: Iterable[Taxonomy], name: str) -> Taxonomy | None:
+    key = slug_key(name)
+    return next((t for t in taxonomies if t.key == key), None)
+
+
+def _path_of(taxonomies: Iterable[Taxonomy], kind: str, name: str) -> str:
+    # A name no public post has (a hidden post's, in a template) still gets a plain path.
+    taxonomy = _find(taxonomies, name)
+    return taxonomy.path if taxonomy else f"{kind}/{slugify(name) or kind}/"
 
 
 def post_path(post: Post) -> str:
     return f"posts/{post.slug}/"
-
-
-def category_path(name: str) -> str:
-    return f"category/{slugify(name)}/"
-
-
-def tag_path(name: str) -> str:
-    return f"tag/{slugify(name)}/"
 
 
 def sort_key(post: Post) -> tuple[float, str]:
@@ -112,8 +124,8 @@ def build_site(
     public = tuple(p for p, shown in zip(ordered, public_flags, strict=True) if shown)
     hidden = tuple(p for p, shown in zip(ordered, public_flags, strict=True) if not shown)
     scheduled = [p for p in hidden if not p.draft and p.date > now]
-    categories = _group(public, lambda p: [p.category] if p.category else [], category_path)
-    tags = _group(public, lambda p: list(p.tags), tag_path)
+    categories = _group(public, lambda p: [p.category] if p.category else [], "category")
+    tags = _group(public, lambda p: list(p.tags), "tag")
     return Site(
         config=config,
         now=now,
@@ -127,18 +139,41 @@ def build_site(
 
 
 def _group(
-    posts: Sequence[Post],
-    names_of: Callable[[Post], list[str]],
-    path_of: Callable[[str], str],
+    posts: Sequence[Post], names_of: Callable[[Post], list[str]], kind: str
 ) -> tuple[Taxonomy, ...]:
+    """One taxonomy per name, names equal after NFC and case folding being one (item 14).
+
+    The name shown is the most used spelling (ties: the first in code-point order), NFC;
+    names that still share a slug (``C``, ``C++``, ``C#``) get distinct ones.
+    """
     groups: dict[str, list[Post]] = {}
+    spellings: dict[str, Counter[str]] = {}
     for post in posts:
-        for name in names_of(post):
-            groups.setdefault(name, []).append(post)
-    return tuple(
-        Taxonomy(name, slugify(name), path_of(name), tuple(members))
-        for name, members in sorted(groups.items(), key=lambda kv: (slugify(kv[0]), kv[0]))
-    )
+        for name in dict.fromkeys(names_of(post)):
+            key = slug_key(name)
+            spellings.setdefault(key, Counter())[name] += 1
+            members = groups.setdefault(key, [])
+            if not members or members[-1] is not post:  # "AI" and "ai" on one post
+                members.append(post)
+    shown = {key: _most_used(counts) for key, counts in spellings.items()}
+    slugs = unique_slugs(sorted(shown.values()), fallback=kind)
+    taxonomies = [
+        Taxonomy(
+            name,
+            slugs[name],
+            f"{kind}/{slugs[name]}/",
+            tuple(groups[key]),
+            key,
+        )
+        for key, name in shown.items()
+    ]
+    return tuple(sorted(taxonomies, key=lambda t: (t.slug, t.name)))
+
+
+def _most_used(spellings: Counter[str]) -> str:
+    """The most used spelling, in NFC; a tie goes to the first in code-point order."""
+    name = min(spellings.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+    return unicodedata.normalize("NFC", name)
 
 
 def related_lists(config: Config, categories: Iterable[Taxonomy]) -> dict[str, RelatedList]:

@@ -12,6 +12,8 @@ by writing one with the same name.
 
 from __future__ import annotations
 
+import os
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,14 @@ from typing import Any
 import jinja2
 
 from publisher.config import Config
-from publisher.errors import Location, Problem, ProblemsError
+from publisher.errors import Location, Problem, ProblemsError, PublisherError
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+
+
+_ENDLESS = (
+    "the template never ends: it extends, includes or calls itself (directly or through others)"
+)
 
 
 class TemplateError(ProblemsError):
@@ -76,6 +83,17 @@ def render(env: jinja2.Environment, name: str, **context: Any) -> str:
         raise TemplateError(
             [Problem(Location(_template_file(env, name)), f"undefined variable: {exc.message}")]
         ) from None
+    except RecursionError as exc:
+        where = _failing_line(env, name, exc)
+        raise TemplateError([Problem(where, _ENDLESS)]) from None
+    except PublisherError:
+        raise
+    except Exception as exc:
+        # Any error inside a template ({{ 1/0 }}, a filter given a bad value) names the
+        # template and line; Jinja's rewritten traceback carries them (B2, issue 8 item 11).
+        where = _failing_line(env, name, exc)
+        message = f"error while rendering: {type(exc).__name__}: {exc}"
+        raise TemplateError([Problem(where, message)]) from None
 
 
 def compile_all(env: jinja2.Environment) -> None:
@@ -93,6 +111,19 @@ def compile_all(env: jinja2.Environment) -> None:
 
 def _is_template(name: str) -> bool:
     return name.endswith((".html", ".xml", ".txt")) and not name.startswith("static/")
+
+
+def _failing_line(env: jinja2.Environment, name: str, exc: BaseException) -> Location:
+    """The innermost template file and line in ``exc``'s traceback (else the template)."""
+    folders = [str(Path(folder)) for folder in getattr(env.loader, "searchpath", [])]
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if any(frame.filename.startswith(folder + os.sep) for folder in folders)
+    ]
+    if not frames:
+        return Location(_template_file(env, name))
+    return Location(frames[-1].filename, frames[-1].lineno)
 
 
 def _template_file(env: jinja2.Environment, name: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import shutil
 import tempfile
@@ -54,8 +55,17 @@ class OutputTree:
                 f"and {owner or 'a page'}",
                 hint="Give one of the posts another 'slug:'.",
             )
+        if isinstance(data, str):
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate reached a page (item 11)
+                raise OutputConflictError(
+                    f"{clean} holds {data[exc.start]!r}, which is not a character, "
+                    f"from {owner or 'a page'}",
+                    hint="Remove the \\u escape that produced it.",
+                ) from None
         self._owners[key] = owner
-        self._files[clean] = data.encode("utf-8") if isinstance(data, str) else data
+        self._files[clean] = data
 
     def __len__(self) -> int:
         return len(self._files)
@@ -75,26 +85,71 @@ def _safe_relative(path: str) -> str:
 
 
 def commit(tree: OutputTree, output: Path) -> WriteSummary:
-    """Write ``tree`` to a fresh folder beside ``output`` and swap it in."""
+    """Write ``tree`` to a fresh folder beside ``output`` and swap it in.
+
+    A full disk or a file-size limit while writing raises ``WriteError``, which says
+    so and that ``output`` is unchanged: the swap never happened (G10).
+    """
     output = output.resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     _recover_interrupted_swap(output)
-    staging = Path(tempfile.mkdtemp(prefix=f".build-{output.name}-", dir=output.parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".build-{output.name}-", dir=output.parent))
+    except OSError as exc:
+        raise WriteError.of(exc, str(output.parent), output) from None
     try:
         total = _write_all(tree, staging)
         _swap_in(staging, output)
+    except _WriteFailed as failed:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError.of(failed.error, failed.relative, output) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return WriteSummary(files=len(tree), bytes=total)
 
 
+class WriteError(PublisherError):
+    """The new output could not be written; the previous output is untouched."""
+
+    _REASONS = {  # noqa: RUF012
+        errno.ENOSPC: "the disk is full (ENOSPC)",
+        errno.EDQUOT: "the disk quota is used up (EDQUOT)",
+        errno.EFBIG: "a file is over the file-size limit (EFBIG; see `ulimit -f`)",
+        errno.ENAMETOOLONG: "a file name is too long (ENAMETOOLONG)",
+    }
+
+    @classmethod
+    def of(cls, error: OSError, relative: str, output: Path) -> WriteError:
+        reason = cls._REASONS.get(error.errno or 0)
+        if reason is None:
+            code = errno.errorcode.get(error.errno or 0, "OSError")
+            reason = f"{error.strerror or error} ({code})"
+        return cls(
+            f"the build could not be written: {reason} at {relative}; "
+            f"{output} is unchanged (the new files were removed)",
+            hint="Free some space or raise the limit, then build again."
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "Fix the cause above, then build again.",
+        )
+
+
+class _WriteFailed(Exception):
+    def __init__(self, relative: str, error: OSError) -> None:
+        super().__init__(relative)
+        self.relative = relative
+        self.error = error
+
+
 def _write_all(tree: OutputTree, root: Path) -> int:
     total = 0
     for relative, data in tree.items():
         target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as exc:
+            raise _WriteFailed(relative, exc) from exc
         total += len(data)
     root.chmod(0o755)
     return total
