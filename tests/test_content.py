@@ -305,9 +305,9 @@ def test_id_is_read_and_kept_out_of_extra(site: Path):
     [
         ('""', '""'),
         ('"two words"', '"two words"'),
-        ('"tab\\there"', '"tab\there"'),
-        ('"bidi\\u202eid"', '"bidi\u202eid"'),
-        ('"line\\u2028sep"', '"line\u2028sep"'),
+        ('"tab\\there"', '"tab\\u0009here"'),
+        ('"bidi\\u202eid"', '"bidi\\u202eid"'),
+        ('"line\\u2028sep"', '"line\\u2028sep"'),
         ('"<script>"', '"<script>"'),
         ("x" * 201, '"' + "x" * 201 + '"'),
         ("[a, b]", "a list"),
