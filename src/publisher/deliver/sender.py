@@ -13,29 +13,51 @@ what happened to that person's message. Each row moves through::
 
 1. **Claim** (``pending``/``failed_temp`` and due -> ``sending``): a worker claims
    a few rows with a lease of ``[schedule].lease_seconds`` and commits before any
-   SMTP command. Before each message the subscriber is read again; anyone no
-   longer active is ``skipped`` (E16).
-2. **Sent**: committed right after the server's ``250`` to the final ``.``.
-3. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
-   was complete, a message that could not be built): ``failed_temp`` with
+   SMTP command. Before each message is built the subscriber is read again; anyone
+   no longer active is ``skipped`` (E16).
+2. **Hand-over** (issue 8): the last look, as late as the protocol allows, the
+   same for every worker: after ``RCPT TO`` was accepted and before ``DATA`` (the
+   transport's ``before_data`` hook; the outbox asks just before writing the
+   file), one transaction checks that the row is still this worker's, reads the
+   subscriber again and, if still active, records ``handed_over_at``: from here
+   on the message may reach the server. Someone who unsubscribed meanwhile (the
+   CLI, the one-click endpoint, a bounce) gets ``RSET`` and a ``skipped`` row; a
+   row another process took over after a lapsed lease is left alone.
+   **The remaining window** is from that commit to the server's reply to the
+   final ``.``: the ``DATA`` round trip, the body's transfer and the server's
+   own processing, milliseconds on a healthy connection, longer on a slow
+   server. An unsubscribe that lands inside it does not stop that one message
+   (the server may already have it); it stops every later one.
+3. **Sent**: committed right after the server's ``250`` to the final ``.``.
+4. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
+   was complete, a message that could not be built for this recipient):
+   ``failed_temp`` with
    ``next_attempt_at = now + retry_base_seconds * 2^(attempt-1)`` times a jitter
    of 0.8-1.2. A lost connection is retried once at once on a fresh connection
    (F14). After ``max_attempts`` attempts, or once the next try would fall past
    ``max_retry_hours`` after the first, the row becomes ``failed_perm`` (G13).
-4. **Permanent failure** (5xx at RCPT): ``failed_perm``; the subscriber's bounce
+5. **Permanent failure** (5xx at RCPT): ``failed_perm``; the subscriber's bounce
    count goes up and at ``bounce_limit`` the subscriber is ``bounced`` (F4).
-5. **In doubt**: the connection dropped or timed out after the final ``.``
-   (F9, F10), or a ``sending`` row outlived its lease or its process (G1). The
-   server may have the message. What happens next is ``in_doubt_policy``:
+6. **In doubt**: only a row whose message may have reached the server: the
+   connection dropped or timed out after the final ``.`` (F9, F10), or a
+   ``sending`` row that was handed over outlived its lease or its process (G1).
+   A row claimed but never handed over cannot be at the server: recovery makes
+   it ``pending`` again with its attempt undone, under either policy (issue 8).
+   What happens to an in-doubt row is ``in_doubt_policy``:
 
    - ``resend_once`` (default, as Mailman and listmonk PR #3222): the row is
      sent once more, with the *same* Message-ID so the copies can be matched in
      the sink and provider logs. A row is resent at most once; if the resend is
-     in doubt too, it stays ``in_doubt`` for the operator.
+     in doubt too, it is held for the operator.
    - ``hold`` (as Ghost): the row stays ``in_doubt``; the operator decides.
 
-   Every run reports the in-doubt count. At most one message per connection can
-   be in doubt (one recipient per transaction), so the set stays small.
+   Held rows keep the issue open: it is not reported complete, nor marked
+   ``done``, while any row is ``in_doubt``. ``publisher status`` lists them by
+   address, with the rows that were re-sent; ``publisher send --post SLUG
+   --release-held [--address ADDR]`` (:meth:`Store.release_held`) sends them
+   once more with the same Message-ID, and counts that as their resend. Every
+   run reports the in-doubt count. At most one message per connection can be in
+   doubt (one recipient per transaction), so the set stays small.
 
 Stops that fail nobody:
 
@@ -44,6 +66,15 @@ Stops that fail nobody:
   an AUTH failure pause the issue with a reason; the rows involved are not
   failed (an auth failure or a too-big message releases its row untouched).
   ``publisher send --resume`` continues.
+- **A message nobody can build** (issue 8): a header other than ``To`` that
+  ``publisher.deliver.message`` refuses (a title with U+2028 or U+0085 in the
+  Subject, a bad ``list_id``) or a DKIM failure is the same for every recipient:
+  the issue pauses with a reason naming the issue, its posts and the field, and
+  the row is released untouched, so nobody is failed. A bad address (``To``) or
+  any other error stays the recipient's own (G13), but ``pause_after_rejections``
+  of them in a row pause the issue too. Once the post is fixed, ``publisher send
+  --post SLUG --resume`` re-renders an issue nobody has a copy of yet (no row
+  sent, sending or in doubt; B6 still holds) and continues.
 - **Server down** (F11): the run stops; the row is released untouched.
 - **Hourly limit** (persisted in the database): the run stops; the next run
   continues where the budget allows. ``rate_per_second`` is a token bucket shared
@@ -69,9 +100,12 @@ Stops that fail nobody:
   start, and the run ends with no row left ``sending``.
 
 Startup recovery: ``sending`` rows whose lease expired, or whose claiming
-process on this host is gone, become ``in_doubt`` (G1); then the in-doubt policy
-applies. A database error after a ``250`` leaves the row ``sending``; recovery
-later turns it ``in_doubt`` (H3), never ``sent`` without a record, never lost.
+process on this host is gone, become ``in_doubt`` when they were handed over and
+``pending`` when they were not (G1, issue 8); then the in-doubt policy applies.
+A database error after a ``250`` leaves the row ``sending`` (and handed over);
+recovery later turns it ``in_doubt`` (H3), never ``sent`` without a record,
+never lost. A database error in the hand-over itself resets the transaction:
+nothing was handed over, and the row comes back ``pending``.
 """
 
 from __future__ import annotations
