@@ -248,6 +248,8 @@ def test_kill_9_mid_send_then_restart_g1(tmp_path: Path, db_url: str, smtp_sink:
     assert duplicated == {f"<issue-{issue.id}.{nth}@blog.example.com>"}
     assert max(copies.values()) == 2
     assert all(rows[mid].resent for mid in duplicated)  # every duplicate was an in-doubt row
+    # Rows the killed run had claimed but not started were never in doubt (issue 8).
+    assert {mid for mid, d in rows.items() if d.resent} == duplicated
     assert "in doubt" in err  # the restart reported the recovery
 
 
