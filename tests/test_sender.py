@@ -786,7 +786,8 @@ def test_issue_whose_message_cannot_be_built_pauses_and_fails_nobody(
     reason = paused.pause_reason or ""
     assert reason.startswith("issue post:hello (posts: hello): the message cannot be built")
     assert "Subject: contains a control character or line separator" in reason
-    assert "(it comes from the post's title); nobody was mailed" in reason
+    assert "(it comes from the post's title); nobody was mailed. Fix it, then run " in reason
+    assert reason.endswith("`publisher send --post hello --resume`")
     assert smtp_sink.messages == 0 and smtp_sink.received == []
     assert set(statuses(store, issue.id).values()) == {DeliveryStatus.PENDING}
     assert {d.attempt for d in store.iter_deliveries(issue.id)} == {0}

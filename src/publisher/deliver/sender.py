@@ -233,10 +233,11 @@ def issue_build_error(issue: Issue, problem: str) -> IssueBuildError:
     """The pause reason for an issue whose message cannot be built: issue, posts, field."""
     posts = ", ".join(issue.post_slugs) or "none"
     first = issue.post_slugs[0] if issue.post_slugs else "SLUG"
+    # The hint is part of the message: the message is what the pause stores and shows.
     return IssueBuildError(
         f"issue {issue.key} (posts: {posts}): the message cannot be built for anyone: "
-        f"{problem}; nobody was mailed",
-        hint=f"Fix it, then run `publisher send --post {first} --resume`.",
+        f"{problem}; nobody was mailed. Fix it, then run "
+        f"`publisher send --post {first} --resume`"
     )
 
 
