@@ -85,31 +85,30 @@ def test_fresh_database_gets_the_current_schema(db_url: str):
 def test_older_schema_is_a_clear_error_then_migrates_h6(db_url: str, monkeypatch):
     open_store(db_url).close()
     applied = []
-    newer = (*store_module.MIGRATIONS, lambda conn: applied.append(2))
+    current = store_module.SCHEMA_VERSION  # not a literal: other migrations get appended
+    newer = (*store_module.MIGRATIONS, lambda conn: applied.append(current + 1))
     monkeypatch.setattr(store_module, "MIGRATIONS", newer)
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(newer))
     with pytest.raises(StoreError) as info:
         Store.open(db_url)
     shown = db_url.split("?")[0].split("///")[-1].split("/")[-1]
     assert shown in info.value.message
-    current, wanted = len(newer) - 1, len(newer)
     assert (
-        f"has schema version {current}; this Publisher needs version {wanted}" in info.value.message
+        f"has schema version {current}; this Publisher needs version {current + 1}"
+        in info.value.message
     )
     assert info.value.hint == "Back up the database, then run `publisher migrate`."
     assert applied == []
-    assert open_store(db_url, migrate=True).schema_version() == wanted
-    assert applied == [2]
+    assert open_store(db_url, migrate=True).schema_version() == current + 1
+    assert applied == [current + 1]
 
 
 def test_newer_schema_is_refused_h6(db_url: str):
     store = open_store(db_url)
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE schema_version SET version = 99"))
-    newest = store_module.SCHEMA_VERSION
-    with pytest.raises(
-        StoreError, match=f"has schema version 99, newer than this Publisher's {newest}"
-    ):
+    newer = f"has schema version 99, newer than this Publisher's {store_module.SCHEMA_VERSION}"
+    with pytest.raises(StoreError, match=newer):
         Store.open(db_url)
 
 

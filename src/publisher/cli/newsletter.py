@@ -347,9 +347,9 @@ def send_command(
 
     \b
     Example:
-        publisher send --post 미중-기술-격차 --dry-run
-        publisher send --post posts/미중-기술-격차.md --test-to me@example.com
-        publisher send --post 미중-기술-격차
+        publisher send --post us-china-tech-gap --dry-run
+        publisher send --post posts/2025-06-20-us-china-tech-gap.md --test-to me@example.com
+        publisher send --post us-china-tech-gap
         publisher send --post us-china-tech-gap --release-held --address reader@example.com
     """
     if address is not None and not release_held:
@@ -394,12 +394,13 @@ def _refresh_paused(store: Store, issue: Issue, fresh: NewIssue) -> Issue:
 def _release_held(store: Store, issue: Issue, address: str | None) -> None:
     email = normalize_email(address) if address is not None else None
     released = store.release_held(issue.id, email)
-    if released == 0:
+    if released == 0:  # nothing to do is not an error: the command stays safe to rerun
         who = f" for {email}" if email else ""
-        raise PublisherError(
-            f"issue {issue.key}: no message in doubt{who}",
-            hint="`publisher status` lists the messages in doubt by address.",
+        _warn(
+            f"issue {issue.key}: no message in doubt{who}, nothing to release "
+            "(`publisher status` lists them by address)"
         )
+        return
     click.echo(f"issue {issue.key}: {released} held messages released; sending them again")
 
 
