@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from builders import make_config, make_post
 from publisher.deliver.sender import MessageComposer, SendPolicy, new_issue, send_issue
 from publisher.deliver.tokens import make_signer
-from publisher.deliver.transports import Outcome, SendResult, Stage
+from publisher.deliver.transports import BeforeData, Outcome, SendResult, Stage
 from publisher.publish.newsletter import render_post_issue
 from publisher.publish.site import build_site
 from publisher.store import Consent, ConsentMethod, NewSubscriber, Store
@@ -36,7 +36,15 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 class NullTransport:
     """Accepts every message at once, like a server answering 250 instantly."""
 
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
+    def send(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        before_data: BeforeData | None = None,
+    ) -> SendResult:
+        if before_data is not None and not before_data():  # the sender's last check
+            return SendResult(Outcome.WITHDRAWN, Stage.RCPT)
         return SendResult(Outcome.SENT, Stage.END, 250, "2.0.0 ok")
 
     def close(self) -> None:

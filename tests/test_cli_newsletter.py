@@ -161,7 +161,64 @@ def test_status_highlights_in_doubt(tmp_path: Path, db_url: str, cli, smtp_sink:
     smtp_sink.script("a@example.com", "data", "drop")
     code, out, _ = cli("send", "--post", "hello")
     assert code == 0 and "1 messages are in doubt" in out
-    assert "IN DOUBT: 1" in cli("status")[1]
+    assert "issue complete" not in out  # held rows keep it open (issue 8)
+    assert "1 messages in doubt are held for you" in out
+    assert "publisher send --post hello --release-held" in out
+    status = cli("status")[1]
+    assert "post:hello [sending]" in status and "IN DOUBT: 1" in status
+    assert "    in doubt: a@example.com\n" in status
+    assert "release: publisher send --post hello --release-held [--address ADDR]" in status
+    code, out, err = cli("send", "--post", "hello", "--release-held", "--address", "b@example.com")
+    assert code == 0 and "no message in doubt for b@example.com, nothing to release" in err
+    assert "issue not complete" in out and smtp_sink.recipients().count("b@example.com") == 1
+    code, out, _ = cli("send", "--post", "hello", "--release-held", "--address", "A@example.com")
+    assert code == 0, out
+    assert "1 held messages released" in out and "issue complete" in out
+    status = cli("status")[1]
+    assert "    re-sent (same Message-ID): a@example.com (sent)" in status
+    assert "IN DOUBT" not in status and "post:hello [done]" in status
+    assert Counter(smtp_sink.recipients()) == {"a@example.com": 2, "b@example.com": 1}
+
+
+def test_address_needs_release_held(tmp_path: Path, cli):
+    make_site(tmp_path)
+    code, _, err = cli("send", "--post", "hello", "--address", "a@example.com")
+    assert code == 2 and "--address goes with --release-held" in err
+
+
+def test_issue_that_cannot_be_built_pauses_then_resumes_once_fixed(
+    tmp_path: Path, db_url: str, cli, smtp_sink: SmtpSink
+):
+    """Issue 8 item 3, sender side: an issue stored with a title the message builder
+    refuses (as an older post reader let through) pauses and mails nobody."""
+    from publisher.store import NewIssue
+
+    make_site(tmp_path, smtp_sink)
+    cli("subscribers", "add", "a@example.com", "b@example.com")
+    bad = NewIssue(
+        "post:hello", ("hello",), ("세계",), "안녕\u2028하세요", "", "<p>x</p>", "x", "0" * 64
+    )
+    open_store(db_url).create_issue(bad)
+    code, out, err = cli("send", "--post", "hello")
+    assert code == 1
+    assert (
+        "error: issue paused: issue post:hello (posts: hello): the message cannot be built" in err
+    )
+    assert "Subject: contains a control character or line separator" in err
+    assert smtp_sink.messages == 0
+    status = cli("status")[1]
+    assert "post:hello [paused]" in status and "pending 2" in status
+    assert "paused: issue post:hello (posts: hello): the message cannot be built" in status
+    code, _, err = cli("send", "--post", "hello")
+    assert code == 1 and "is paused" in err
+    # The post on disk is fine: --resume re-renders the issue, since nobody got a copy.
+    code, out, err = cli("send", "--post", "hello", "--resume")
+    assert code == 0, err
+    assert "nobody had been mailed; the issue is re-rendered from the post" in out
+    assert "issue complete" in out
+    assert sorted(smtp_sink.recipients()) == ["a@example.com", "b@example.com"]
+    issue = open_store(db_url).find_issue("post:hello")
+    assert issue is not None and issue.subject == "안녕하세요"
 
 
 # --- process faults: the real CLI in a subprocess ---------------------------------------------
@@ -215,6 +272,8 @@ def test_kill_9_mid_send_then_restart_g1(tmp_path: Path, db_url: str, smtp_sink:
     assert duplicated == {f"<issue-{issue.id}.{nth}@blog.example.com>"}
     assert max(copies.values()) == 2
     assert all(rows[mid].resent for mid in duplicated)  # every duplicate was an in-doubt row
+    # Rows the killed run had claimed but not started were never in doubt (issue 8).
+    assert {mid for mid, d in rows.items() if d.resent} == duplicated
     assert "in doubt" in err  # the restart reported the recovery
 
 

@@ -437,6 +437,22 @@ def test_a_paused_issue_is_skipped_with_its_reason(make_rig: RigFactory):
     assert f"issue {issue.id} paused: too big (D14) (publisher send --resume)" in summary.waiting
 
 
+def test_held_in_doubt_rows_keep_the_issue_open_and_say_so(make_rig: RigFactory):
+    """Issue 8: with in_doubt_policy = "hold" the issue is not done while rows are held."""
+    rig = make_rig(now=kst(2025, 6, 20, 9, 5), newsletter={"in_doubt_policy": "hold"})
+    rig.post("news", "2025-06-20 09:00")
+    add_subscribers(rig.store, 2)
+    rig.sink.script("reader1@example.com", "data", "drop")
+    summary = rig.tick()
+    issue = rig.issues()["post:news"]
+    assert (summary.sent, summary.in_doubt, issue.status) == (1, 1, IssueStatus.SENDING)
+    held = f"issue {issue.id}: 1 message in doubt held for the operator"
+    assert any(w.startswith(held) for w in summary.waiting), summary.waiting
+    assert rig.store.release_held(issue.id) == 1
+    rig.clock.now += timedelta(minutes=1)
+    assert rig.tick().sent == 1 and rig.issues()["post:news"].status == IssueStatus.DONE
+
+
 # --- two schedulers (G4, G6) -----------------------------------------------------------------------
 
 

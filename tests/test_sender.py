@@ -22,6 +22,7 @@ from publisher.errors import PublisherError
 from publisher.store import (
     Delivery,
     DeliveryStatus,
+    HandOver,
     IssueStatus,
     Store,
     SubscriberStatus,
@@ -255,10 +256,21 @@ def test_drop_after_data_hold_keeps_it_in_doubt(db_url: str, smtp_sink: SmtpSink
     p = policy(in_doubt_policy="hold")
     report = send(store, issue.id, smtp_sink, p)
     assert (report.in_doubt, report.resent, report.counts[DeliveryStatus.IN_DOUBT]) == (1, 0, 1)
-    assert report.done  # held rows are for the operator; nothing else is due
-    send(store, issue.id, smtp_sink, p)
+    # Held rows are for the operator: the issue is not complete while they wait (issue 8).
+    assert (report.done, report.held, report.stop) == (False, 1, None)
+    again = send(store, issue.id, smtp_sink, p)
+    assert (again.done, again.sent) == (False, 0)
     assert rows(store, issue.id)["reader1@example.com"].status == DeliveryStatus.IN_DOUBT
     assert sorted(smtp_sink.copies().values()) == [1, 1]
+    assert store.get_issue(issue.id).status == IssueStatus.SENDING  # type: ignore[union-attr]
+    # The operator releases it: sent once more, with the same Message-ID.
+    assert store.release_held(issue.id, "reader1@example.com") == 1
+    released = send(store, issue.id, smtp_sink, p)
+    assert (released.sent, released.done, released.held) == (1, True, 0)
+    row = rows(store, issue.id)["reader1@example.com"]
+    assert (row.status, row.resent) == (DeliveryStatus.SENT, True)
+    assert smtp_sink.copies()[row.message_id or ""] == 2
+    assert store.get_issue(issue.id).status == IssueStatus.DONE  # type: ignore[union-attr]
 
 
 def test_resend_that_is_in_doubt_again_is_held(db_url: str, smtp_sink: SmtpSink):
@@ -267,10 +279,15 @@ def test_resend_that_is_in_doubt_again_is_held(db_url: str, smtp_sink: SmtpSink)
     issue = make_issue(store)
     smtp_sink.script("reader1@example.com", "data", DROP, times=None)
     send(store, issue.id, smtp_sink)
-    send(store, issue.id, smtp_sink)
+    report = send(store, issue.id, smtp_sink)
     row = rows(store, issue.id)["reader1@example.com"]
     assert (row.status, row.resent) == (DeliveryStatus.IN_DOUBT, True)
     assert smtp_sink.copies()[row.message_id or ""] == 2  # at most one resend
+    assert (report.done, report.held) == (False, 1)  # held for the operator (issue 8)
+    flagged = store.flagged_deliveries(issue.id)
+    assert [(f.email, f.status, f.resent) for f in flagged] == [
+        ("reader1@example.com", DeliveryStatus.IN_DOUBT, True)
+    ]
 
 
 def test_slow_server_timeout_during_data_is_in_doubt_f10(db_url: str, smtp_sink: SmtpSink):
@@ -507,8 +524,9 @@ def test_expired_lease_is_in_doubt_then_resent_once_g1(db_url: str, smtp_sink: S
     add_subscribers(store, 2)
     issue = make_issue(store)
     store.snapshot(issue.id)
-    # A sender on another machine claimed a row and vanished.
+    # A sender on another machine claimed a row, started its DATA and vanished.
     crashed = store.claim(issue.id, "elsewhere:1:dead/0", 1, timedelta(seconds=300))
+    assert store.hand_over(crashed[0].id, "elsewhere:1:dead/0") == HandOver.GO
     assert send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold")).sent == 1
     assert store.get_delivery(crashed[0].id).status == DeliveryStatus.SENDING  # type: ignore[union-attr]
     clock.advance(seconds=301)
@@ -517,7 +535,46 @@ def test_expired_lease_is_in_doubt_then_resent_once_g1(db_url: str, smtp_sink: S
     assert store.get_delivery(crashed[0].id).resent  # type: ignore[union-attr]
 
 
-def test_rows_of_a_dead_local_process_are_recovered_at_once(db_url: str, smtp_sink: SmtpSink):
+@pytest.mark.parametrize("in_doubt_policy", ["hold", "resend_once"])
+def test_claim_abandoned_before_any_smtp_command_is_pending_not_in_doubt(
+    db_url: str, smtp_sink: SmtpSink, in_doubt_policy: str
+):
+    """Issue 8 item 5: a claim that never reached DATA cannot be at the server."""
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 3)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    abandoned = store.claim(issue.id, "elsewhere:1:dead/0", 2, timedelta(seconds=300))
+    in_flight = store.claim(issue.id, "elsewhere:1:dead/1", 1, timedelta(seconds=300))
+    assert store.hand_over(in_flight[0].id, "elsewhere:1:dead/1") == HandOver.GO
+    clock.advance(seconds=301)
+    p = policy(in_doubt_policy=in_doubt_policy)
+    report = send(store, issue.id, smtp_sink, p)
+    got = rows(store, issue.id)
+    assert (report.recovered, report.reclaimed) == (1, 2)
+    for row in abandoned:  # back to pending, then sent once, not counted as a resend
+        done = store.get_delivery(row.id)
+        assert done is not None
+        assert (done.status, done.resent, done.attempt) == (DeliveryStatus.SENT, False, 1)
+    doubtful = got["reader3@example.com"]
+    if in_doubt_policy == "hold":
+        assert doubtful.status == DeliveryStatus.IN_DOUBT
+        assert (report.sent, report.done, report.held) == (2, False, 1)
+        assert store.release_held(issue.id) == 1
+        released = send(store, issue.id, smtp_sink, p)
+        assert (released.sent, released.done) == (1, True)
+    else:
+        assert (report.sent, report.resent, report.done) == (3, 1, True)
+    final = store.get_delivery(in_flight[0].id)
+    assert final is not None and (final.status, final.resent) == (DeliveryStatus.SENT, True)
+    assert sorted(smtp_sink.copies().values()) == [1, 1, 1]  # the crashed DATA never arrived
+
+
+@pytest.mark.parametrize("handed_over", [True, False])
+def test_rows_of_a_dead_local_process_are_recovered_at_once(
+    db_url: str, smtp_sink: SmtpSink, handed_over: bool
+):
     import socket
     import subprocess
 
@@ -527,9 +584,16 @@ def test_rows_of_a_dead_local_process_are_recovered_at_once(db_url: str, smtp_si
     store.snapshot(issue.id)
     child = subprocess.Popen(["true"])
     child.wait()  # a pid that is certainly gone
-    store.claim(issue.id, f"{socket.gethostname()}:{child.pid}:abc/0", 1, timedelta(hours=1))
+    worker = f"{socket.gethostname()}:{child.pid}:abc/0"
+    claimed = store.claim(issue.id, worker, 1, timedelta(hours=1))
+    if handed_over:
+        store.hand_over(claimed[0].id, worker)
     report = send(store, issue.id, smtp_sink, policy(in_doubt_policy="hold"))
-    assert (report.recovered, report.counts[DeliveryStatus.IN_DOUBT]) == (1, 1)
+    if handed_over:
+        assert (report.recovered, report.counts[DeliveryStatus.IN_DOUBT]) == (1, 1)
+        assert smtp_sink.received == []
+    else:
+        assert (report.recovered, report.reclaimed, report.sent, report.done) == (0, 1, 1, True)
 
 
 def test_hourly_limit_is_persisted_across_restarts(db_url: str, smtp_sink: SmtpSink):
@@ -622,3 +686,145 @@ def test_250_whose_write_fails_is_in_doubt_never_lost_h3(db_url: str, smtp_sink:
     assert report.recovered == 1
     assert statuses(store, issue.id)["reader1@example.com"] == DeliveryStatus.IN_DOUBT
     assert smtp_sink.copies()["<issue-1.1@blog.example.com>"] == 1
+
+
+# --- issue 8: the last check before DATA, and messages nobody can build --------------------
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_unsubscribe_while_rcpt_is_in_progress_withdraws_the_message_e16(
+    db_url: str, smtp_sink: SmtpSink, concurrency: int
+):
+    store = open_store(db_url)
+    add_subscribers(store, 4)
+    issue = make_issue(store)
+    smtp_sink.script("reader2@example.com", "rcpt", "250 OK", sleep=1.0)  # a slow server
+    result: list = []
+    p = policy(concurrency=concurrency, claim_size=1)
+    thread = threading.Thread(target=lambda: result.append(send(store, issue.id, smtp_sink, p)))
+    thread.start()
+    wait_for(lambda: "reader2@example.com" in [a for a, _ in smtp_sink.rcpts()])
+    open_store(db_url).unsubscribe("reader2@example.com")  # another process, during RCPT
+    thread.join(20)
+    report = result[0]
+    row = rows(store, issue.id)["reader2@example.com"]
+    assert row.status == DeliveryStatus.SKIPPED
+    assert "unsubscribed (E16, checked before DATA)" in (row.last_reply or "")
+    assert "reader2@example.com" not in smtp_sink.recipients()
+    assert smtp_sink.data_count == 3  # no DATA was ever sent for reader2
+    assert (report.sent, report.skipped, report.withdrawn, report.done) == (3, 1, 1, True)
+    assert smtp_sink.connections == concurrency  # RSET kept the connection usable
+
+
+def test_row_taken_over_meanwhile_is_not_sent(db_url: str, smtp_sink: SmtpSink):
+    """A worker whose lease lapsed (another process recovered and re-claimed the row)
+    must not hand the message over too (G4)."""
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 1)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    first = store.claim(issue.id, "a:1:x/0", 1, timedelta(seconds=10))
+    clock.advance(seconds=11)
+    assert store.recover_expired_leases().released == 1
+    assert store.claim(issue.id, "b:2:y/0", 1, timedelta(seconds=10))
+    assert store.hand_over(first[0].id, "a:1:x/0") == HandOver.LOST
+    assert store.hand_over(first[0].id, "b:2:y/0") == HandOver.GO
+
+
+def bad_title_issue(store: Store, bad: str):
+    from publisher.store import NewIssue
+
+    new = NewIssue(
+        key="post:hello",
+        post_slugs=("hello",),
+        categories=(),
+        subject=f"첫 줄{bad}둘째 줄",
+        preheader="미리보기",
+        html="<p>본문</p>",
+        text="본문",
+        digest="d" * 64,
+    )
+    issue, _ = store.create_issue(new)
+    return issue, new
+
+
+@pytest.mark.parametrize("bad", ["\u2028", "\u0085"])
+def test_issue_whose_message_cannot_be_built_pauses_and_fails_nobody(
+    db_url: str, smtp_sink: SmtpSink, tmp_path, bad: str
+):
+    import dataclasses
+
+    from builders import make_config
+    from publisher.deliver.sender import MessageComposer
+    from publisher.deliver.tokens import TokenSigner
+
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 3)
+    issue, new = bad_title_issue(store, bad)  # stored as an older reader let it through
+    composer = MessageComposer(make_config(tmp_path), TokenSigner([b"k" * 32], clock), clock)
+    p = policy(concurrency=2)
+    report = send(store, issue.id, smtp_sink, p, composer=composer)
+    assert (report.stop, report.sent, report.failed_temp, report.failed_perm) == (
+        StopReason.PAUSED,
+        0,
+        0,
+        0,
+    )
+    paused = store.get_issue(issue.id)
+    assert paused is not None and paused.status == IssueStatus.PAUSED
+    reason = paused.pause_reason or ""
+    assert reason.startswith("issue post:hello (posts: hello): the message cannot be built")
+    assert "Subject: contains a control character or line separator" in reason
+    assert "(it comes from the post's title); nobody was mailed. Fix it, then run " in reason
+    assert reason.endswith("`publisher send --post hello --resume`")
+    assert smtp_sink.messages == 0 and smtp_sink.received == []
+    assert set(statuses(store, issue.id).values()) == {DeliveryStatus.PENDING}
+    assert {d.attempt for d in store.iter_deliveries(issue.id)} == {0}
+    # The post is fixed; nobody had a copy, so the stored body may be replaced (B6).
+    assert store.replace_issue_body(issue.id, dataclasses.replace(new, subject="고친 제목"))
+    resume_issue(store, issue.id)
+    again = send(store, issue.id, smtp_sink, p, composer=composer)
+    assert (again.sent, again.done) == (3, True)
+    assert sorted(smtp_sink.copies().values()) == [1, 1, 1]
+
+
+def test_a_run_of_messages_that_cannot_be_built_pauses(db_url: str, smtp_sink: SmtpSink):
+    store = open_store(db_url)
+    add_subscribers(store, 5)
+    issue = make_issue(store)
+    everyone = {f"reader{i}@example.com" for i in range(1, 6)}
+    p = policy(pause_after_rejections=3)
+    report = send(store, issue.id, smtp_sink, p, composer=PlainComposer(fail_for=everyone))
+    assert report.stop == StopReason.PAUSED
+    assert "3 consecutive messages could not be built" in report.detail
+    assert "template blew up" in report.detail
+    got = statuses(store, issue.id)
+    assert [got[f"reader{i}@example.com"] for i in (1, 2, 3)] == [DeliveryStatus.FAILED_TEMP] * 3
+    assert [got[f"reader{i}@example.com"] for i in (4, 5)] == [DeliveryStatus.PENDING] * 2
+
+
+def test_issue_body_is_not_replaced_once_someone_may_have_it_b6(db_url: str, smtp_sink: SmtpSink):
+    import dataclasses
+
+    from publisher.store import NewIssue
+
+    store = open_store(db_url)
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    fresh = NewIssue(issue.key, issue.post_slugs, (), "새 제목", "", "<p>새</p>", "새", "e" * 64)
+    assert not store.replace_issue_body(issue.id, dataclasses.replace(fresh, key="post:other"))
+    smtp_sink.script("reader2@example.com", "rcpt", "451 4.2.0 later")
+    send(store, issue.id, smtp_sink)
+    assert not store.replace_issue_body(issue.id, fresh)  # reader1 has the stored body
+    assert store.get_issue(issue.id).subject == "안녕하세요"  # type: ignore[union-attr]

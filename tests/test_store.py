@@ -17,9 +17,11 @@ import publisher.store as store_module
 from publisher.deliver.sender import send_issue
 from publisher.store import (
     DeliveryStatus,
+    HandOver,
     InvalidAddress,
     NewSubscriber,
     PublishedEntry,
+    Recovery,
     Reply,
     Store,
     StoreError,
@@ -226,12 +228,60 @@ def test_expired_lease_becomes_in_doubt_g1(db_url: str):
     store.snapshot(issue.id)
     claimed = store.claim(issue.id, "w", 2, timedelta(seconds=60))
     store.mark_sent(claimed[0].id, Reply(250, "2.0.0", "ok"), "<m@x>")
-    assert store.recover_expired_leases() == 0
+    assert store.hand_over(claimed[1].id, "w") == HandOver.GO  # DATA was about to start
+    assert store.recover_expired_leases() == Recovery(0, 0)
     clock.advance(seconds=61)
-    assert store.recover_expired_leases() == 1
+    assert store.recover_expired_leases() == Recovery(in_doubt=1, released=0)
     row = store.get_delivery(claimed[1].id)
     assert row is not None and row.status == DeliveryStatus.IN_DOUBT
     assert "lease expired" in (row.last_reply or "")
+
+
+def test_expired_claim_never_handed_over_is_pending_again(db_url: str):
+    """Issue 8: a row claimed but never handed over cannot be at the server."""
+    clock = FakeClock()
+    store = open_store(db_url, clock)
+    add_subscribers(store, 1)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    claimed = store.claim(issue.id, "w", 1, timedelta(seconds=60))
+    clock.advance(seconds=61)
+    assert store.recover_expired_leases() == Recovery(in_doubt=0, released=1)
+    row = store.get_delivery(claimed[0].id)
+    assert row is not None
+    assert (row.status, row.attempt, row.claimed_by) == (DeliveryStatus.PENDING, 0, None)
+    again = store.claim(issue.id, "v", 1, timedelta(seconds=60))
+    assert again[0].handed_over_at is None and again[0].attempt == 1
+
+
+def test_hand_over_rechecks_the_subscriber_e16(db_url: str):
+    store = open_store(db_url)
+    add_subscribers(store, 1)
+    issue = make_issue(store)
+    store.snapshot(issue.id)
+    claimed = store.claim(issue.id, "w", 1, timedelta(seconds=60))
+    store.unsubscribe("reader1@example.com")
+    assert store.hand_over(claimed[0].id, "w") == HandOver.SKIPPED
+    row = store.get_delivery(claimed[0].id)
+    assert row is not None and (row.status, row.handed_over_at) == (DeliveryStatus.SKIPPED, None)
+    assert store.hand_over(claimed[0].id, "w") == HandOver.LOST
+
+
+def test_migration_adds_handed_over_at_to_an_older_database(db_url: str):
+    from sqlalchemy import inspect
+
+    store = open_store(db_url)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN handed_over_at"))
+        conn.execute(text("UPDATE schema_version SET version = 1"))
+    store.close()
+    with pytest.raises(StoreError, match="has schema version 1"):
+        Store.open(db_url)
+    migrated = open_store(db_url, migrate=True)
+    columns = {c["name"] for c in inspect(migrated.engine).get_columns("deliveries")}
+    assert "handed_over_at" in columns
+    with migrated.engine.begin() as conn:  # and running it again changes nothing
+        store_module._migration_handed_over(conn)
 
 
 def test_hourly_budget_is_persisted(db_url: str):

@@ -329,3 +329,46 @@ def test_default_transport_is_the_outbox(tmp_path: Path):
     transport = transport_factory(make_config(tmp_path))()
     assert isinstance(transport, OutboxTransport)
     assert transport.directory == tmp_path.resolve() / "outbox"
+
+
+# --- the last check before DATA (issue 8) ----------------------------------------------------
+
+
+def test_before_data_runs_after_rcpt_and_no_withdraws_with_rset(
+    smtp: SmtpTransport, smtp_sink: SmtpSink
+):
+    seen: list[list[str]] = []
+
+    def withdraw() -> bool:
+        seen.append([address for address, _ in smtp_sink.rcpts()])
+        return False
+
+    out = smtp.send(FROM, "a@example.com", message(), before_data=withdraw)
+    assert (out.outcome, out.stage, out.connection_lost) == (Outcome.WITHDRAWN, Stage.RCPT, False)
+    assert seen == [["a@example.com"]]  # asked once, with the RCPT already accepted
+    assert smtp_sink.received == [] and smtp_sink.data_count == 0
+    # RSET left the connection clean: the next message goes through on it.
+    ok = smtp.send(FROM, "b@example.com", message("b@example.com", "<m2@x>"), lambda: True)
+    assert ok.outcome == Outcome.SENT
+    assert smtp_sink.recipients() == ["b@example.com"] and smtp_sink.connections == 1
+
+
+def test_before_data_that_raises_sends_nothing_and_propagates(
+    smtp: SmtpTransport, smtp_sink: SmtpSink
+):
+    def broken() -> bool:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        smtp.send(FROM, "a@example.com", message(), before_data=broken)
+    assert smtp_sink.received == []
+    assert smtp.send(FROM, "a@example.com", message()).outcome == Outcome.SENT  # reconnects
+
+
+def test_outbox_before_data_runs_before_the_file_is_written(tmp_path: Path):
+    outbox = OutboxTransport(tmp_path / "outbox")
+    out = outbox.send(FROM, "a@example.com", message(), before_data=lambda: False)
+    assert out.outcome == Outcome.WITHDRAWN
+    assert not (tmp_path / "outbox").exists() or list((tmp_path / "outbox").iterdir()) == []
+    assert outbox.send(FROM, "a@example.com", message(), lambda: True).outcome == Outcome.SENT
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1

@@ -1137,3 +1137,32 @@ def test_service_at_the_root_of_its_own_host(make_web: WebFactory):
     [(_, url)] = web.mails()
     assert url.startswith("https://news.example.net/confirm/")
     assert web.client.get(url).status_code == 200
+
+
+def test_one_click_while_the_message_is_handed_over_withdraws_it_e16(web: Web, smtp_sink: SmtpSink):
+    """Issue 8: a one-click POST that lands while RCPT is in progress stops the message."""
+    from publisher.deliver.sender import send_issue
+    from sending import PlainComposer, make_issue, policy, smtp_to
+
+    reader = web.active("reader@example.com")
+    web.active("other@example.com")
+    issue = make_issue(web.store)
+    smtp_sink.script("reader@example.com", "rcpt", "250 OK", sleep=1.0)  # a slow server
+    reports: list[Any] = []
+
+    def sender() -> None:
+        reports.append(
+            send_issue(web.store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy())
+        )
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "reader@example.com" not in [a for a, _ in smtp_sink.rcpts()]:
+        assert time.monotonic() < deadline, "RCPT never arrived"
+        time.sleep(0.01)
+    url = f"{WEB}unsubscribe/{web.token(Purpose.UNSUBSCRIBE, reader)}"
+    assert web.client.post(url, content=ONE_CLICK, headers=URLENCODED).status_code == 200
+    thread.join(20)
+    assert smtp_sink.recipients() == ["other@example.com"]
+    assert (reports[0].sent, reports[0].skipped, reports[0].withdrawn) == (1, 1, 1)

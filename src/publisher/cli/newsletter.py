@@ -330,9 +330,23 @@ class _Prepared:
 @click.option("--dry-run", is_flag=True, help="Show who would receive it; send nothing.")
 @click.option("--test-to", metavar="ADDRESS", help="Send one copy to ADDRESS only (no records).")
 @click.option("--resume", is_flag=True, help="Continue an issue that was paused.")
+@click.option(
+    "--release-held",
+    is_flag=True,
+    help="Send the issue's in-doubt messages again (same Message-ID), then continue.",
+)
+@click.option(
+    "--address", metavar="ADDRESS", help="With --release-held: only this subscriber's message."
+)
 @click.pass_context
 def send_command(
-    ctx: click.Context, post_ref: str, dry_run: bool, test_to: str | None, resume: bool
+    ctx: click.Context,
+    post_ref: str,
+    dry_run: bool,
+    test_to: str | None,
+    resume: bool,
+    release_held: bool,
+    address: str | None,
 ) -> None:
     """Mail a published post to its subscribers, or resume its unfinished issue.
 
@@ -341,12 +355,20 @@ def send_command(
     [newsletter].in_doubt_policy). SIGTERM or Ctrl-C finishes the message in
     flight and stops cleanly; run the command again to continue.
 
+    Messages in doubt (the server may have them) that are held are listed by
+    `publisher status`; --release-held sends them again, once, with the same
+    Message-ID (--address for one of them). A paused issue that nobody has
+    been mailed yet is re-rendered from the post on --resume.
+
     \b
     Example:
         publisher send --post us-china-tech-gap --dry-run
         publisher send --post posts/2025-06-20-us-china-tech-gap.md --test-to me@example.com
         publisher send --post us-china-tech-gap
+        publisher send --post us-china-tech-gap --release-held --address reader@example.com
     """
+    if address is not None and not release_held:
+        raise click.UsageError("--address goes with --release-held")
     prepared = _prepare(_config(ctx), post_ref)
     config = prepared.config
     warn_unused_smtp(config)
@@ -369,8 +391,35 @@ def send_command(
             "sending the stored version so every reader gets the same issue (B6)"
         )
     if resume and issue.status == IssueStatus.PAUSED:
+        issue = _refresh_paused(store, issue, new_issue(rendered, (prepared.post,)))
         resume_issue(store, issue.id)
+    if release_held:
+        _release_held(store, issue, address)
     _run_send(config, store, issue)
+
+
+def _refresh_paused(store: Store, issue: Issue, fresh: NewIssue) -> Issue:
+    """A paused issue nobody has a copy of takes the post as it is now (issue 8: a title
+    the message builder refused, fixed since); B6 holds, as nobody got the old body."""
+    if issue.digest == fresh.digest or not store.replace_issue_body(issue.id, fresh):
+        return issue
+    click.echo(f"issue {issue.key}: nobody had been mailed; the issue is re-rendered from the post")
+    refreshed = store.get_issue(issue.id)
+    assert refreshed is not None
+    return refreshed
+
+
+def _release_held(store: Store, issue: Issue, address: str | None) -> None:
+    email = normalize_email(address) if address is not None else None
+    released = store.release_held(issue.id, email)
+    if released == 0:  # nothing to do is not an error: the command stays safe to rerun
+        who = f" for {email}" if email else ""
+        _warn(
+            f"issue {issue.key}: no message in doubt{who}, nothing to release "
+            "(`publisher status` lists them by address)"
+        )
+        return
+    click.echo(f"issue {issue.key}: {released} held messages released; sending them again")
 
 
 def _prepare(config: Config, post_ref: str) -> _Prepared:
@@ -502,6 +551,18 @@ def _progress_printer() -> Callable[[Progress], None]:
 def _print_report(issue: Issue, report: SendReport) -> None:
     if report.recovered:
         _warn(f"{report.recovered} messages of an interrupted run are in doubt (G1)")
+    if report.reclaimed:
+        click.echo(
+            f"{report.reclaimed} messages an interrupted run had claimed but not started "
+            "were queued again",
+            err=True,
+        )
+    if report.withdrawn:
+        click.echo(
+            f"{report.withdrawn} messages were withdrawn before DATA: "
+            "the subscriber unsubscribed meanwhile",
+            err=True,
+        )
     click.echo(
         f"issue {issue.key}: this run sent {report.sent}, failed {report.failed_temp} "
         f"temporarily and {report.failed_perm} permanently, skipped {report.skipped}, "
@@ -514,12 +575,19 @@ def _print_report(issue: Issue, report: SendReport) -> None:
             f"{in_doubt} messages are in doubt: the server may have them; see `publisher status`",
             fg="yellow",
         )
-    _finish(report)
+    _finish(issue, report)
 
 
-def _finish(report: SendReport) -> None:
+def _finish(issue: Issue, report: SendReport) -> None:
     if report.done:
         click.echo("issue complete")
+    elif report.stop is None and report.held and report.counts.unfinished == 0:
+        slug = issue.post_slugs[0] if issue.post_slugs else "SLUG"
+        click.echo(
+            f"issue not complete: {report.held} messages in doubt are held for you; "
+            f"check the server's logs, then `publisher send --post {slug} --release-held` "
+            "sends them again"
+        )
     elif report.stop == StopReason.PAUSED:
         raise PublisherError(
             f"issue paused: {report.detail}",
@@ -588,10 +656,28 @@ def status_command(ctx: click.Context) -> None:
                 fg="yellow",
                 bold=True,
             )
+        _show_flagged(store, issue)
     click.echo(
         f"subscribers: {store.count_subscribers(SubscriberStatus.ACTIVE)} active, "
         f"{store.count_subscribers()} in all"
     )
+
+
+def _show_flagged(store: Store, issue: Issue) -> None:
+    """In-doubt messages by address, and those sent more than once (issue 8)."""
+    limit = 50
+    flagged = store.flagged_deliveries(issue.id, limit=limit + 1)
+    for row in flagged[:limit]:
+        if row.status == DeliveryStatus.IN_DOUBT:
+            again = ", already re-sent once" if row.resent else ""
+            click.secho(f"    in doubt: {row.email}{again}", fg="yellow")
+        else:
+            click.echo(f"    re-sent (same Message-ID): {row.email} ({row.status})")
+    if len(flagged) > limit:
+        click.echo(f"    … more than {limit}; `publisher subscribers list` has every address")
+    if any(row.status == DeliveryStatus.IN_DOUBT for row in flagged):
+        slug = issue.post_slugs[0] if issue.post_slugs else "SLUG"
+        click.echo(f"    release: publisher send --post {slug} --release-held [--address ADDR]")
 
 
 @click.command("migrate")

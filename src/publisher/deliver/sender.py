@@ -13,29 +13,51 @@ what happened to that person's message. Each row moves through::
 
 1. **Claim** (``pending``/``failed_temp`` and due -> ``sending``): a worker claims
    a few rows with a lease of ``[schedule].lease_seconds`` and commits before any
-   SMTP command. Before each message the subscriber is read again; anyone no
-   longer active is ``skipped`` (E16).
-2. **Sent**: committed right after the server's ``250`` to the final ``.``.
-3. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
-   was complete, a message that could not be built): ``failed_temp`` with
+   SMTP command. Before each message is built the subscriber is read again; anyone
+   no longer active is ``skipped`` (E16).
+2. **Hand-over** (issue 8): the last look, as late as the protocol allows, the
+   same for every worker: after ``RCPT TO`` was accepted and before ``DATA`` (the
+   transport's ``before_data`` hook; the outbox asks just before writing the
+   file), one transaction checks that the row is still this worker's, reads the
+   subscriber again and, if still active, records ``handed_over_at``: from here
+   on the message may reach the server. Someone who unsubscribed meanwhile (the
+   CLI, the one-click endpoint, a bounce) gets ``RSET`` and a ``skipped`` row; a
+   row another process took over after a lapsed lease is left alone.
+   **The remaining window** is from that commit to the server's reply to the
+   final ``.``: the ``DATA`` round trip, the body's transfer and the server's
+   own processing, milliseconds on a healthy connection, longer on a slow
+   server. An unsubscribe that lands inside it does not stop that one message
+   (the server may already have it); it stops every later one.
+3. **Sent**: committed right after the server's ``250`` to the final ``.``.
+4. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
+   was complete, a message that could not be built for this recipient):
+   ``failed_temp`` with
    ``next_attempt_at = now + retry_base_seconds * 2^(attempt-1)`` times a jitter
    of 0.8-1.2. A lost connection is retried once at once on a fresh connection
    (F14). After ``max_attempts`` attempts, or once the next try would fall past
    ``max_retry_hours`` after the first, the row becomes ``failed_perm`` (G13).
-4. **Permanent failure** (5xx at RCPT): ``failed_perm``; the subscriber's bounce
+5. **Permanent failure** (5xx at RCPT): ``failed_perm``; the subscriber's bounce
    count goes up and at ``bounce_limit`` the subscriber is ``bounced`` (F4).
-5. **In doubt**: the connection dropped or timed out after the final ``.``
-   (F9, F10), or a ``sending`` row outlived its lease or its process (G1). The
-   server may have the message. What happens next is ``in_doubt_policy``:
+6. **In doubt**: only a row whose message may have reached the server: the
+   connection dropped or timed out after the final ``.`` (F9, F10), or a
+   ``sending`` row that was handed over outlived its lease or its process (G1).
+   A row claimed but never handed over cannot be at the server: recovery makes
+   it ``pending`` again with its attempt undone, under either policy (issue 8).
+   What happens to an in-doubt row is ``in_doubt_policy``:
 
    - ``resend_once`` (default, as Mailman and listmonk PR #3222): the row is
      sent once more, with the *same* Message-ID so the copies can be matched in
      the sink and provider logs. A row is resent at most once; if the resend is
-     in doubt too, it stays ``in_doubt`` for the operator.
+     in doubt too, it is held for the operator.
    - ``hold`` (as Ghost): the row stays ``in_doubt``; the operator decides.
 
-   Every run reports the in-doubt count. At most one message per connection can
-   be in doubt (one recipient per transaction), so the set stays small.
+   Held rows keep the issue open: it is not reported complete, nor marked
+   ``done``, while any row is ``in_doubt``. ``publisher status`` lists them by
+   address, with the rows that were re-sent; ``publisher send --post SLUG
+   --release-held [--address ADDR]`` (:meth:`Store.release_held`) sends them
+   once more with the same Message-ID, and counts that as their resend. Every
+   run reports the in-doubt count. At most one message per connection can be in
+   doubt (one recipient per transaction), so the set stays small.
 
 Stops that fail nobody:
 
@@ -44,6 +66,15 @@ Stops that fail nobody:
   an AUTH failure pause the issue with a reason; the rows involved are not
   failed (an auth failure or a too-big message releases its row untouched).
   ``publisher send --resume`` continues.
+- **A message nobody can build** (issue 8): a header other than ``To`` that
+  ``publisher.deliver.message`` refuses (a title with U+2028 or U+0085 in the
+  Subject, a bad ``list_id``) or a DKIM failure is the same for every recipient:
+  the issue pauses with a reason naming the issue, its posts and the field, and
+  the row is released untouched, so nobody is failed. A bad address (``To``) or
+  any other error stays the recipient's own (G13), but ``pause_after_rejections``
+  of them in a row pause the issue too. Once the post is fixed, ``publisher send
+  --post SLUG --resume`` re-renders an issue nobody has a copy of yet (no row
+  sent, sending or in doubt; B6 still holds) and continues.
 - **Server down** (F11): the run stops; the row is released untouched.
 - **Hourly limit** (persisted in the database): the run stops; the next run
   continues where the budget allows. ``rate_per_second`` is a token bucket shared
@@ -69,9 +100,12 @@ Stops that fail nobody:
   start, and the run ends with no row left ``sending``.
 
 Startup recovery: ``sending`` rows whose lease expired, or whose claiming
-process on this host is gone, become ``in_doubt`` (G1); then the in-doubt policy
-applies. A database error after a ``250`` leaves the row ``sending``; recovery
-later turns it ``in_doubt`` (H3), never ``sent`` without a record, never lost.
+process on this host is gone, become ``in_doubt`` when they were handed over and
+``pending`` when they were not (G1, issue 8); then the in-doubt policy applies.
+A database error after a ``250`` leaves the row ``sending`` (and handed over);
+recovery later turns it ``in_doubt`` (H3), never ``sent`` without a record,
+never lost. A database error in the hand-over itself resets the transaction:
+nothing was handed over, and the row comes back ``pending``.
 """
 
 from __future__ import annotations
@@ -91,9 +125,15 @@ from enum import StrEnum
 from typing import Protocol
 
 from publisher.config import Config
-from publisher.deliver.message import build_message, make_message_id
+from publisher.deliver.message import DkimError, HeaderError, build_message, make_message_id
 from publisher.deliver.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
-from publisher.deliver.transports import Outcome, SendResult, Stage, Transport, TransportFactory
+from publisher.deliver.transports import (
+    Outcome,
+    SendResult,
+    Stage,
+    Transport,
+    TransportFactory,
+)
 from publisher.errors import PublisherError
 from publisher.publish.content import Post
 from publisher.publish.newsletter import RenderedIssue
@@ -101,9 +141,12 @@ from publisher.store import (
     Clock,
     Delivery,
     DeliveryCounts,
+    DeliveryStatus,
+    HandOver,
     Issue,
     IssueStatus,
     NewIssue,
+    Recovery,
     Reply,
     Store,
     Subscriber,
@@ -121,6 +164,23 @@ class StopReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     THROTTLED = "throttled"  # the server asked us to slow down for longer than a run waits
     INTERRUPTED = "interrupted"
+
+
+# Header fields a recipient's own data goes into; an error in any other field, or in
+# DKIM signing, is the same for every recipient and pauses the issue (issue 8).
+RECIPIENT_FIELDS = frozenset({"To"})
+_FIELD_SOURCES = {
+    "Subject": "the post's title",
+    "From": "[newsletter].from_address and from_name",
+    "Reply-To": "[newsletter].reply_to",
+    "List-Id": "[newsletter].list_id",
+    "List-Unsubscribe": "[web].base_url and [newsletter].unsubscribe_mailto",
+    "Message-ID": "[site].base_url",
+}
+
+
+class IssueBuildError(PublisherError):
+    """The issue's message cannot be built for anyone: the send pauses, nobody is failed."""
 
 
 class Composer(Protocol):
@@ -143,19 +203,42 @@ class MessageComposer:
         return make_message_id(issue.id, subscriber.id, self.config)
 
     def compose(self, issue: Issue, subscriber: Subscriber, message_id: str) -> bytes:
+        """One subscriber's message; :class:`IssueBuildError` when nobody's can be built."""
         # Signed over state_version: a later status change retires these links (S2),
         # but unsubscribe tokens never expire by age (S10).
         unsubscribe = self.signer.sign(Purpose.UNSUBSCRIBE, subscriber.id, subscriber.state_version)
         preferences = self.signer.sign(Purpose.PREFERENCES, subscriber.id, subscriber.state_version)
-        return build_message(
-            self.config,
-            rendered_issue(issue),
-            to_address=subscriber.email,
-            unsubscribe_url=unsubscribe_url(self.config, unsubscribe),
-            preferences_url=preferences_url(self.config, preferences),
-            message_id=message_id,
-            date=self.clock(),
-        )
+        try:
+            return build_message(
+                self.config,
+                rendered_issue(issue),
+                to_address=subscriber.email,
+                unsubscribe_url=unsubscribe_url(self.config, unsubscribe),
+                preferences_url=preferences_url(self.config, preferences),
+                message_id=message_id,
+                date=self.clock(),
+            )
+        except HeaderError as exc:
+            if exc.field in RECIPIENT_FIELDS:
+                raise  # this recipient's address: the row fails, the issue goes on (G13)
+            source = _FIELD_SOURCES.get(exc.field, "the issue or [newsletter] settings")
+            if exc.field == "Subject" and not issue.key.startswith("post:"):
+                source = "the digest's title"
+            raise issue_build_error(issue, f"{exc.message} (it comes from {source})") from exc
+        except DkimError as exc:
+            raise issue_build_error(issue, f"{exc.message} (check [dkim])") from exc
+
+
+def issue_build_error(issue: Issue, problem: str) -> IssueBuildError:
+    """The pause reason for an issue whose message cannot be built: issue, posts, field."""
+    posts = ", ".join(issue.post_slugs) or "none"
+    first = issue.post_slugs[0] if issue.post_slugs else "SLUG"
+    # The hint is part of the message: the message is what the pause stores and shows.
+    return IssueBuildError(
+        f"issue {issue.key} (posts: {posts}): the message cannot be built for anyone: "
+        f"{problem}; nobody was mailed. Fix it, then run "
+        f"`publisher send --post {first} --resume`"
+    )
 
 
 def rendered_issue(issue: Issue) -> RenderedIssue:
@@ -259,13 +342,20 @@ class SendReport:
     in_doubt: int
     skipped: int
     throttled: int  # rows given back untouched because the server throttled (F15)
-    recovered: int  # sending rows found in doubt at startup
+    recovered: int  # sending rows found in doubt at startup (they were handed over)
     resent: int  # in-doubt rows queued for their one resend
     counts: DeliveryCounts  # the whole issue after this run
     stop: StopReason | None
     detail: str
     next_retry_at: datetime | None
     done: bool
+    reclaimed: int = 0  # abandoned claims never handed over: pending again at startup
+    withdrawn: int = 0  # of ``skipped``: unsubscribed while their message was being handed over
+
+    @property
+    def held(self) -> int:
+        """In-doubt rows left for the operator (``publisher send --release-held``)."""
+        return self.counts[DeliveryStatus.IN_DOUBT]
 
 
 class RateLimiter:
@@ -456,7 +546,7 @@ def send_issue(
     """
     issue = _sendable(store, issue_id)
     store.snapshot(issue.id)
-    recovered = recover(store)
+    recovery = recover(store)
     run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name, sleep)
     resent = run.requeue_in_doubt()
     run.work()
@@ -466,7 +556,7 @@ def send_issue(
         if again:
             resent += again
             run.work()
-    return run.report(recovered, resent)
+    return run.report(recovery, resent)
 
 
 def _sendable(store: Store, issue_id: int) -> Issue:
@@ -486,8 +576,9 @@ def resume_issue(store: Store, issue_id: int) -> None:
     store.set_issue_status(issue_id, IssueStatus.SENDING)
 
 
-def recover(store: Store) -> int:
-    """Startup recovery (G1): expired leases and rows of dead local processes -> in doubt."""
+def recover(store: Store) -> Recovery:
+    """Startup recovery (G1): expired leases and rows of dead local processes. Rows that
+    were handed over become in doubt; rows claimed but never handed over, pending."""
     recovered = store.recover_expired_leases()
     host = socket.gethostname()
     for claimant in store.claimants():
@@ -545,7 +636,15 @@ class _Run:
         self._reason: StopReason | None = None
         self._detail = ""
         self._streak = 0
-        kinds = ("sent", "failed_temp", "failed_perm", "in_doubt", "skipped", "throttled")
+        kinds = (
+            "sent",
+            "failed_temp",
+            "failed_perm",
+            "in_doubt",
+            "skipped",
+            "throttled",
+            "withdrawn",
+        )
         self._tally = {k: 0 for k in kinds}
         self._errors: list[BaseException] = []
 
@@ -672,16 +771,38 @@ class _Run:
         message_id = row.message_id or self.composer.message_id(self.issue, subscriber)
         try:
             data = self.composer.compose(self.issue, subscriber, message_id)
+        except IssueBuildError as exc:  # the same for everyone: pause, fail nobody (issue 8)
+            self.store.release(worker, [row.id])
+            self.pause(exc.message)
+            return
         except Exception as exc:  # G13: one poison recipient must not stop the issue
             reply = Reply(text=f"could not build the message: {exc.__class__.__name__}: {exc}")
             self._retry_or_give_up(worker, row, reply, message_id)
+            self._rejected(reply, built=False)  # ... but a whole run of them pauses it
             return
-        result = transport.send(self.policy.from_address, subscriber.email, data)
-        if result.outcome == Outcome.TEMPORARY and result.connection_lost and not result.throttled:
+        verdicts: list[HandOver] = []
+
+        def before_data() -> bool:
+            # The last look before DATA (E16, issue 8): after RCPT was accepted.
+            verdicts.append(self.store.hand_over(row.id, worker))
+            return verdicts[-1] == HandOver.GO
+
+        result = transport.send(self.policy.from_address, subscriber.email, data, before_data)
+        if _retry_at_once(result) and not _withdrawn(verdicts):
             # F14: the connection dropped before the message was complete; a fresh
             # connection gets one immediate retry (never after a 421: F1, F15).
-            result = transport.send(self.policy.from_address, subscriber.email, data)
+            result = transport.send(self.policy.from_address, subscriber.email, data, before_data)
+        if _withdrawn(verdicts):
+            self._withdrawn(verdicts)
+            return
         self._record(worker, row, result, message_id)
+
+    def _withdrawn(self, verdicts: list[HandOver]) -> None:
+        """The last check said no; the store already settled the row (or another has it)."""
+        if HandOver.SKIPPED in verdicts:
+            self._count("skipped")
+            with self._lock:
+                self._tally["withdrawn"] += 1
 
     def _record(self, worker: str, row: Delivery, result: SendResult, message_id: str) -> None:
         reply = Reply(result.code, result.enhanced_code, result.reply)
@@ -755,11 +876,16 @@ class _Run:
             self.store.mark_failed_temp(row.id, worker, reply, message_id, retry_at)
             self._count("failed_temp")
 
-    def _rejected(self, reply: Reply) -> None:
+    def _rejected(self, reply: Reply, *, built: bool = True) -> None:
         with self._lock:
             self._streak += 1
             tripped = self._streak >= self.policy.pause_after_rejections
-        if tripped:
+        if tripped and not built:
+            self.pause(
+                f"issue {self.issue.key}: {self.policy.pause_after_rejections} consecutive "
+                f"messages could not be built (last: {_said(reply)}); check the issue"
+            )
+        elif tripped:
             self.pause(
                 f"{self.policy.pause_after_rejections} consecutive messages were rejected "
                 f"(last: {_said(reply)}); check the content and the sender (F6)"
@@ -779,9 +905,11 @@ class _Run:
 
     # report -----------------------------------------------------------------------------------
 
-    def report(self, recovered: int, resent: int) -> SendReport:
+    def report(self, recovery: Recovery, resent: int) -> SendReport:
         counts = self.store.counts(self.issue.id)
-        done = not self.halted() and counts.unfinished == 0
+        # Held in-doubt rows are the operator's to decide: the issue is not complete (issue 8).
+        held = counts[DeliveryStatus.IN_DOUBT]
+        done = not self.halted() and counts.unfinished == 0 and held == 0
         if done:
             self.store.set_issue_status(self.issue.id, IssueStatus.DONE)
         retry_at = None if done else self.store.next_retry_at(self.issue.id)
@@ -796,14 +924,25 @@ class _Run:
             in_doubt=self._tally["in_doubt"],
             skipped=self._tally["skipped"],
             throttled=self._tally["throttled"],
-            recovered=recovered,
+            recovered=recovery.in_doubt,
             resent=resent,
             counts=counts,
             stop=self._reason,
             detail=self._detail,
             next_retry_at=retry_at,
             done=done,
+            reclaimed=recovery.released,
+            withdrawn=self._tally["withdrawn"],
         )
+
+
+def _retry_at_once(result: SendResult) -> bool:
+    """F14: the connection dropped before the message was complete, and not after a 421."""
+    return result.outcome == Outcome.TEMPORARY and result.connection_lost and not result.throttled
+
+
+def _withdrawn(verdicts: list[HandOver]) -> bool:
+    return any(v != HandOver.GO for v in verdicts)
 
 
 def _said(reply: Reply) -> str:

@@ -17,7 +17,16 @@ too_big            552 at DATA: the message is too big for everyone        D14
 in_doubt           no readable reply after the final ``.`` (drop/timeout)  F9, F10
 auth_failed        535 and other AUTH refusals                             F13
 server_down        refused, unreachable, TLS failure, 421 greeting         F11, F12
+withdrawn          ``before_data`` said no: RSET, nothing handed over      E16, issue 8
 =================  =====================================================  ==============
+
+``send(..., before_data=check)`` calls ``check()`` as late as the protocol allows
+before the message can reach the server: after RCPT TO was accepted and just
+before DATA (SMTP), or just before the file is written (outbox). When it returns
+False the transaction is reset (``RSET``) and the result is ``withdrawn``; an
+exception from it resets the transaction too and propagates. The newsletter
+sender uses it to re-check the subscriber and to record that the message may now
+be at the server (publisher.deliver.sender).
 
 On top of the outcome, ``SendResult.throttled`` says the server asked the
 *sender* to slow down (F1, F15): a ``421`` at any stage (the greeting included),
@@ -69,6 +78,7 @@ class Outcome(StrEnum):
     IN_DOUBT = "in_doubt"
     AUTH_FAILED = "auth_failed"
     SERVER_DOWN = "server_down"
+    WITHDRAWN = "withdrawn"  # before_data() said no; nothing was handed over (issue 8)
 
 
 class Stage(StrEnum):
@@ -92,8 +102,17 @@ class SendResult:
     throttled: bool = False  # 421 or 4xx 4.7.x: slow the whole send down (F1, F15)
 
 
+BeforeData = Callable[[], bool]  # the last check before the message can reach the server
+
+
 class Transport(Protocol):
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult: ...
+    def send(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        before_data: BeforeData | None = None,
+    ) -> SendResult: ...
 
     def close(self) -> None: ...
 
@@ -138,8 +157,16 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
+    def send(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        before_data: BeforeData | None = None,
+    ) -> SendResult:
         path = self.directory / (_file_name(message) + ".eml")
+        if before_data is not None and not before_data():
+            return result(Outcome.WITHDRAWN, Stage.RCPT, None, "withdrawn before writing")
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, message)
@@ -260,13 +287,23 @@ class SmtpTransport:
         self._smtp: smtplib.SMTP | None = None
         self._sent_on_connection = 0
 
-    def send(self, envelope_from: str, recipient: str, message: bytes) -> SendResult:
+    def send(
+        self,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        before_data: BeforeData | None = None,
+    ) -> SendResult:
         try:
             smtp = self._connection()
         except _SessionFailed as failed:
             self._drop()
             return failed.result
-        outcome = self._transaction(smtp, envelope_from, recipient, _wire(message))
+        try:
+            outcome = self._transaction(smtp, envelope_from, recipient, _wire(message), before_data)
+        except BaseException:
+            self._drop()  # before_data raised after an RSET attempt: start clean next time
+            raise
         if outcome.connection_lost:
             self._drop()
         else:
@@ -337,7 +374,12 @@ class SmtpTransport:
         return smtplib.SMTP(s.host, s.port, local_hostname=s.helo, timeout=s.timeout)
 
     def _transaction(
-        self, smtp: smtplib.SMTP, envelope_from: str, recipient: str, wire: bytes
+        self,
+        smtp: smtplib.SMTP,
+        envelope_from: str,
+        recipient: str,
+        wire: bytes,
+        before_data: BeforeData | None,
     ) -> SendResult:
         stage = Stage.MAIL
         try:
@@ -348,6 +390,8 @@ class SmtpTransport:
             code, reply = smtp.rcpt(recipient)  # one recipient per transaction (F7)
             if code not in (250, 251):
                 return self._refused(smtp, stage, code, reply)
+            if before_data is not None and not self._still_wanted(smtp, before_data):
+                return result(Outcome.WITHDRAWN, Stage.RCPT, None, "withdrawn before DATA")
             stage = Stage.DATA
             code, reply = smtp.docmd("DATA")
             if code != 354:
@@ -364,6 +408,23 @@ class SmtpTransport:
         if code == 250:
             return result(Outcome.SENT, Stage.END, code, _text(reply))
         return self._refused(smtp, Stage.END, code, reply, reset=False)
+
+    @staticmethod
+    def _still_wanted(smtp: smtplib.SMTP, before_data: BeforeData) -> bool:
+        """Ask ``before_data`` with the recipient accepted; RSET when it says no or fails.
+
+        A failed RSET raises SMTPException or OSError: the caller treats that as a
+        connection lost before the message (temporary, nothing handed over).
+        """
+        try:
+            wanted = before_data()
+        except BaseException:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.rset()
+            raise
+        if not wanted:
+            smtp.rset()
+        return wanted
 
     def _refused(
         self, smtp: smtplib.SMTP, stage: Stage, code: int, reply: bytes, *, reset: bool = True

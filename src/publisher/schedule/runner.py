@@ -628,6 +628,11 @@ class Runner:
             why = f"issue {issue.id} stopped ({report.stop}): {report.detail}"
         elif report.next_retry_at is not None:
             why = f"issue {issue.id}: retries due at {self._local(report.next_retry_at)}"
+        elif report.held:  # issue 8: not complete while the operator has rows to decide on
+            why = (
+                f"issue {issue.id}: {_count(report.held, 'message')} in doubt held for the "
+                "operator (publisher status; publisher send --release-held)"
+            )
         else:
             why = f"issue {issue.id}: {_tally(counts)}"
         self._waiting(run, f"issue:{issue.id}", why)

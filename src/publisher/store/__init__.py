@@ -213,6 +213,10 @@ deliveries = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # The in-doubt resend of policy resend_once happens at most once per row (§1.3 item 7).
     Column("resent", Boolean, nullable=False, default=False),
+    # Set just before DATA, in the transaction that re-checks the subscriber: only a row
+    # whose message may have reached the server is in doubt after a crash (G1, issue 8).
+    # Added by _migration_handed_over; cleared by every claim.
+    Column("handed_over_at", UtcDateTime),
     UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
     Index("ix_deliveries_due", "issue_id", "status", "next_attempt_at"),
 )
@@ -289,7 +293,6 @@ def _migration_published_identity(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE published ADD COLUMN {name} {kind}"))
 
 
-# Ordered; index + 1 is the version a migration produces. Append, never edit.
 # Signups as they arrive, before anything is decided about them: the request only appends
 # here, so every address costs the request the same work (issue 8 item 8, S13); the
 # confirmation worker (publisher.deliver.confirmations) applies them. Its own MetaData keeps
@@ -312,10 +315,24 @@ def _migration_signup_requests(conn: Connection) -> None:
     signup_requests.create(conn, checkfirst=True)
 
 
+def _migration_handed_over(conn: Connection) -> None:
+    """deliveries.handed_over_at: claimed-but-unattempted rows are not in doubt (issue 8).
+
+    Idempotent and independent of other migrations: the column is added only when
+    missing (a database created by this version already has it from migration 1).
+    """
+    present = {c["name"] for c in inspect(conn).get_columns("deliveries")}
+    if "handed_over_at" not in present:
+        kind = deliveries.c.handed_over_at.type.compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN handed_over_at {kind}"))
+
+
+# Ordered; index + 1 is the version a migration produces. Append, never edit.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_1,
     _migration_signup_requests,
     _migration_published_identity,
+    _migration_handed_over,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -402,6 +419,36 @@ class Delivery:
     message_id: str | None
     sent_at: datetime | None
     resent: bool
+    handed_over_at: datetime | None = None  # DATA was about to start (the message may be there)
+
+
+class HandOver(StrEnum):
+    """The last check before DATA (issue 8): go on, or the message is withdrawn."""
+
+    GO = "go"  # still ours, subscriber active; the row now says it may reach the server
+    SKIPPED = "skipped"  # the subscriber is no longer active; the row is skipped (E16)
+    LOST = "lost"  # the row is no longer claimed by this worker; leave it alone
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What startup recovery did with abandoned ``sending`` rows (G1)."""
+
+    in_doubt: int = 0  # handed over: the server may have the message
+    released: int = 0  # claimed but never handed over: pending again, attempt undone
+
+    def __add__(self, other: Recovery) -> Recovery:
+        return Recovery(self.in_doubt + other.in_doubt, self.released + other.released)
+
+
+@dataclass(frozen=True)
+class FlaggedDelivery:
+    """A delivery the operator should know about: in doubt, or sent more than once."""
+
+    email: str
+    status: DeliveryStatus
+    resent: bool
+    last_reply: str | None
 
 
 @dataclass(frozen=True)
@@ -816,6 +863,31 @@ class Store:
         stmt = update(issues).where(issues.c.id == issue_id).values(**values)
         self._run(lambda c: c.execute(stmt))
 
+    def replace_issue_body(self, issue_id: int, new: NewIssue) -> bool:
+        """Store a fresh rendering of an issue nobody may have a copy of yet (issue 8).
+
+        B6 holds: every reader gets the same body, because no row is sent, in doubt or
+        being sent. False (nothing changed) when one is.
+        """
+        started = exists().where(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status.in_(
+                (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT, DeliveryStatus.SENDING)
+            ),
+        )
+        stmt = (
+            update(issues)
+            .where(issues.c.id == issue_id, issues.c.key == new.key, ~started)
+            .values(
+                subject=new.subject,
+                preheader=new.preheader,
+                html=new.html,
+                text=new.text,
+                digest=new.digest,
+            )
+        )
+        return self._run(lambda c: int(c.execute(stmt).rowcount) == 1)
+
     def snapshot(self, issue_id: int) -> int:
         """Freeze the recipients of an issue: one delivery row per matching active subscriber.
 
@@ -899,6 +971,7 @@ class Store:
                     lease_until=now + lease,
                     attempt=deliveries.c.attempt + 1,
                     first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
+                    handed_over_at=None,
                     updated_at=now,
                 )
                 .returning(*deliveries.c)
@@ -944,6 +1017,47 @@ class Store:
             )
         )
         return self._run(lambda c: int(c.execute(stmt).rowcount))
+
+    def hand_over(self, delivery_id: int, worker: str) -> HandOver:
+        """The last check before DATA (E16, issue 8), committed before DATA is sent.
+
+        In one transaction: the row must still be ``worker``'s; the subscriber is read
+        again, and one no longer active makes the row ``skipped``; otherwise the row
+        records that its message may now reach the server (``handed_over_at``), so a
+        crash from here on leaves it in doubt rather than pending.
+        """
+        now = self.clock()
+
+        def work(conn: Connection) -> HandOver:
+            found = conn.execute(
+                select(subscribers.c.status)
+                .select_from(
+                    deliveries.outerjoin(
+                        subscribers, subscribers.c.id == deliveries.c.subscriber_id
+                    )
+                )
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.claimed_by == worker,
+                    deliveries.c.status == DeliveryStatus.SENDING,
+                )
+            ).first()
+            if found is None:
+                return HandOver.LOST
+            if found.status != SubscriberStatus.ACTIVE:
+                why = f"subscriber is {found.status or 'removed'} (E16, checked before DATA)"
+                self._finish_in(
+                    conn, delivery_id, worker, DeliveryStatus.SKIPPED, Reply(text=why), None
+                )
+                return HandOver.SKIPPED
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(handed_over_at=now, updated_at=now)
+            )
+            return HandOver.GO
+
+        return self._run(work)
 
     def mark_sent(self, delivery_id: int, reply: Reply, message_id: str) -> None:
         """§1.3 step 2: committed right after the 250. The server's word wins over any state."""
@@ -1052,19 +1166,23 @@ class Store:
             .values(status=status, claimed_by=None, lease_until=None, updated_at=now, **values)
         )
 
-    def recover_expired_leases(self) -> int:
-        """§1.3 step 6, G1: a ``sending`` row whose lease ran out may have been sent."""
+    def recover_expired_leases(self) -> Recovery:
+        """§1.3 step 6, G1: ``sending`` rows whose lease ran out (see :meth:`_recover`)."""
         return self._recover(deliveries.c.lease_until < self.clock(), "lease expired")
 
-    def recover_claims(self, claimed_by: str) -> int:
-        """Rows of a claimer known to be dead (its process is gone): in doubt now."""
+    def recover_claims(self, claimed_by: str) -> Recovery:
+        """Rows of a claimer known to be dead (its process is gone)."""
         return self._recover(deliveries.c.claimed_by == claimed_by, "claiming process died")
 
-    def _recover(self, condition: Any, why: str) -> int:
+    def _recover(self, condition: Any, why: str) -> Recovery:
+        """A row that was handed over (DATA may have started) may have been delivered: in
+        doubt. One that never got that far cannot be at the server: pending again, its
+        attempt undone, as :meth:`release` does (issue 8)."""
         now = self.clock()
-        stmt = (
+        abandoned = (deliveries.c.status == DeliveryStatus.SENDING, condition)
+        doubtful = (
             update(deliveries)
-            .where(deliveries.c.status == DeliveryStatus.SENDING, condition)
+            .where(*abandoned, deliveries.c.handed_over_at.is_not(None))
             .values(
                 status=DeliveryStatus.IN_DOUBT,
                 last_reply=f"{why} while sending; the message may have been delivered",
@@ -1073,7 +1191,23 @@ class Store:
                 updated_at=now,
             )
         )
-        return self._run(lambda c: int(c.execute(stmt).rowcount))
+        untouched = (
+            update(deliveries)
+            .where(*abandoned, deliveries.c.handed_over_at.is_(None))
+            .values(
+                status=DeliveryStatus.PENDING,
+                attempt=deliveries.c.attempt - 1,
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+
+        def work(conn: Connection) -> Recovery:
+            in_doubt = int(conn.execute(doubtful).rowcount)
+            return Recovery(in_doubt, int(conn.execute(untouched).rowcount))
+
+        return self._run(work)
 
     def claimants(self) -> list[str]:
         """Distinct workers holding ``sending`` rows (for dead-process recovery)."""
@@ -1097,6 +1231,56 @@ class Store:
             .values(status=DeliveryStatus.PENDING, resent=True, next_attempt_at=now, updated_at=now)
         )
         return self._run(lambda c: int(c.execute(stmt).rowcount))
+
+    def release_held(self, issue_id: int, email: str | None = None) -> int:
+        """The operator's decision on in-doubt rows: send them again (same Message-ID).
+
+        ``email`` limits it to one address. The rows become pending and count as resent,
+        so a resend that is in doubt again is held again, never resent on its own.
+        """
+        now = self.clock()
+        condition = [
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status == DeliveryStatus.IN_DOUBT,
+        ]
+        if email is not None:
+            subscriber = select(subscribers.c.id).where(subscribers.c.email == email)
+            condition.append(deliveries.c.subscriber_id.in_(subscriber.scalar_subquery()))
+        stmt = (
+            update(deliveries)
+            .where(*condition)
+            .values(status=DeliveryStatus.PENDING, resent=True, next_attempt_at=now, updated_at=now)
+        )
+        return self._run(lambda c: int(c.execute(stmt).rowcount))
+
+    def flagged_deliveries(self, issue_id: int, limit: int = 100) -> list[FlaggedDelivery]:
+        """In-doubt rows and rows sent more than once, by address (for ``publisher status``)."""
+        query = (
+            select(
+                subscribers.c.email,
+                deliveries.c.status,
+                deliveries.c.resent,
+                deliveries.c.last_reply,
+            )
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.issue_id == issue_id,
+                or_(
+                    deliveries.c.status == DeliveryStatus.IN_DOUBT,
+                    deliveries.c.resent.is_(True),
+                ),
+            )
+            .order_by(subscribers.c.email)
+            .limit(limit)
+        )
+
+        def work(conn: Connection) -> list[FlaggedDelivery]:
+            return [
+                FlaggedDelivery(r.email, DeliveryStatus(r.status), bool(r.resent), r.last_reply)
+                for r in conn.execute(query)
+            ]
+
+        return self._run(work, write=False)
 
     def get_delivery(self, delivery_id: int) -> Delivery | None:
         def work(conn: Connection) -> Delivery | None:
@@ -1524,6 +1708,7 @@ def _delivery(row: Any) -> Delivery:
         message_id=row["message_id"],
         sent_at=row["sent_at"],
         resent=bool(row["resent"]),
+        handed_over_at=row["handed_over_at"],
     )
 
 
