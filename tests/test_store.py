@@ -83,25 +83,29 @@ def test_fresh_database_gets_the_current_schema(db_url: str):
 def test_older_schema_is_a_clear_error_then_migrates_h6(db_url: str, monkeypatch):
     open_store(db_url).close()
     applied = []
-    newer = (*store_module.MIGRATIONS, lambda conn: applied.append(2))
+    now = len(store_module.MIGRATIONS)  # other migrations append too: count, don't hard-code
+    newer = (*store_module.MIGRATIONS, lambda conn: applied.append(now + 1))
     monkeypatch.setattr(store_module, "MIGRATIONS", newer)
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(newer))
     with pytest.raises(StoreError) as info:
         Store.open(db_url)
     shown = db_url.split("?")[0].split("///")[-1].split("/")[-1]
     assert shown in info.value.message
-    assert "has schema version 1; this Publisher needs version 2" in info.value.message
+    assert f"has schema version {now}; this Publisher needs version {now + 1}" in info.value.message
     assert info.value.hint == "Back up the database, then run `publisher migrate`."
     assert applied == []
-    assert open_store(db_url, migrate=True).schema_version() == 2
-    assert applied == [2]
+    assert open_store(db_url, migrate=True).schema_version() == now + 1
+    assert applied == [now + 1]
 
 
 def test_newer_schema_is_refused_h6(db_url: str):
     store = open_store(db_url)
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE schema_version SET version = 99"))
-    with pytest.raises(StoreError, match="has schema version 99, newer than this Publisher's 1"):
+    newest = len(store_module.MIGRATIONS)
+    with pytest.raises(
+        StoreError, match=f"has schema version 99, newer than this Publisher's {newest}"
+    ):
         Store.open(db_url)
 
 

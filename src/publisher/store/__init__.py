@@ -258,8 +258,15 @@ def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version])
 
 
+def _migration_bounces(conn: Connection) -> None:
+    """Issue 12: suppressions, bounce_events, soft_bounces (idempotent, order-independent)."""
+    from publisher.store.bounces import create_tables
+
+    create_tables(conn)
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1,)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1, _migration_bounces)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
