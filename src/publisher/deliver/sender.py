@@ -95,6 +95,7 @@ from publisher.deliver.message import build_message, make_message_id
 from publisher.deliver.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
 from publisher.deliver.transports import Outcome, SendResult, Stage, Transport, TransportFactory
 from publisher.errors import PublisherError
+from publisher.inbound.verp import ReturnPath, return_path
 from publisher.publish.content import Post
 from publisher.publish.newsletter import RenderedIssue
 from publisher.store import (
@@ -202,6 +203,13 @@ class SendPolicy:
     claim_size: int
     throttle_base_seconds: float = 30.0  # the first cool-down (F15)
     throttle_reset_after: int = 20  # messages accepted in a row that undo one slow-down
+    return_path: ReturnPath | None = None  # VERP envelope sender (issue 12); None: from_address
+
+    def envelope_from(self, issue_id: int, subscriber_id: int) -> str:
+        """The envelope sender of one delivery row: its VERP address, or ``from_address``."""
+        if self.return_path is None:
+            return self.from_address
+        return self.return_path.address(issue_id, subscriber_id)
 
     @property
     def throttle_max_seconds(self) -> float:
@@ -236,6 +244,7 @@ class SendPolicy:
             rate_per_hour=smtp.rate_per_hour,
             lease_seconds=lease,
             claim_size=claim,
+            return_path=return_path(config),
         )
 
 
@@ -676,11 +685,12 @@ class _Run:
             reply = Reply(text=f"could not build the message: {exc.__class__.__name__}: {exc}")
             self._retry_or_give_up(worker, row, reply, message_id)
             return
-        result = transport.send(self.policy.from_address, subscriber.email, data)
+        envelope = self.policy.envelope_from(self.issue.id, subscriber.id)
+        result = transport.send(envelope, subscriber.email, data)
         if result.outcome == Outcome.TEMPORARY and result.connection_lost and not result.throttled:
             # F14: the connection dropped before the message was complete; a fresh
             # connection gets one immediate retry (never after a 421: F1, F15).
-            result = transport.send(self.policy.from_address, subscriber.email, data)
+            result = transport.send(envelope, subscriber.email, data)
         self._record(worker, row, result, message_id)
 
     def _record(self, worker: str, row: Delivery, result: SendResult, message_id: str) -> None:
