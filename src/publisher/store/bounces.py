@@ -57,10 +57,12 @@ from sqlalchemy import (
 )
 
 from publisher.store import (
+    Delivery,
     DeliveryStatus,
     Store,
     SubscriberStatus,
     UtcDateTime,
+    _delivery,
     deliveries,
     normalize_email,
     subscribers,
@@ -315,6 +317,29 @@ class BounceStore:
             .where(sub.id == subscriber_id, sub.status == SubscriberStatus.ACTIVE, condition)
             .values(status=SubscriberStatus.BOUNCED, state_version=sub.state_version + 1)
         )
+
+    def delivery_for(self, issue_id: int, subscriber_id: int) -> Delivery | None:
+        """The delivery row of (issue, subscriber), if there is one."""
+        return self._one_delivery(
+            (deliveries.c.issue_id == issue_id) & (deliveries.c.subscriber_id == subscriber_id)
+        )
+
+    def latest_delivery(self, subscriber_id: int) -> Delivery | None:
+        """The subscriber's most recently sent row (a provider event naming only the address)."""
+        return self._one_delivery(
+            (deliveries.c.subscriber_id == subscriber_id) & deliveries.c.sent_at.is_not(None),
+            newest=True,
+        )
+
+    def _one_delivery(self, condition: Any, *, newest: bool = False) -> Delivery | None:
+        order = deliveries.c.sent_at.desc() if newest else deliveries.c.id
+        query = select(deliveries).where(condition).order_by(order, deliveries.c.id.desc()).limit(1)
+
+        def work(conn: Connection) -> Delivery | None:
+            row = conn.execute(query).mappings().first()
+            return None if row is None else _delivery(row)
+
+        return self._run(work, write=False)
 
     def soft_count(self, subscriber_id: int) -> int:
         query = select(soft_bounces.c.count).where(soft_bounces.c.subscriber_id == subscriber_id)
