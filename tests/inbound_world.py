@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from publisher.deliver.sender import send_issue
+from publisher.deliver.transports import OutboxTransport
 from publisher.inbound.handler import Handler, Settings
 from publisher.inbound.verp import ReturnPath
 from publisher.store import Issue, Store, Subscriber
 from publisher.store.bounces import BouncePolicy
-from publisher.deliver.sender import send_issue
-from publisher.deliver.transports import OutboxTransport
 from sending import PlainComposer, add_subscribers, make_issue, policy
 
 VERP_KEY = "verp-key-for-tests-0123456789"

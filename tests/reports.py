@@ -8,12 +8,12 @@ feedback loops send (ARF, RFC 5965).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
-from datetime import UTC, datetime
 
 WHEN = format_datetime(datetime(2025, 6, 20, 1, 0, tzinfo=UTC))
 
