@@ -75,6 +75,16 @@ class Settings:
             unsubscribe_token=unsubscribe_token,
         )
 
+    def accepts(self, address: str) -> bool:
+        """``address`` is the bounce or the unsubscribe mailbox (with or without ``+tag``)."""
+        if self.return_path is not None and self.return_path.is_ours(address):
+            return True
+        if not self.unsubscribe_address:
+            return False
+        local, _, domain = address.strip().strip("<>").lower().rpartition("@")
+        u_local, _, u_domain = self.unsubscribe_address.lower().rpartition("@")
+        return domain == u_domain and local.partition("+")[0] == u_local
+
 
 @dataclass(frozen=True)
 class ProviderEvent:
