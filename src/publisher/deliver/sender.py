@@ -14,7 +14,8 @@ what happened to that person's message. Each row moves through::
 1. **Claim** (``pending``/``failed_temp`` and due -> ``sending``): a worker claims
    a few rows with a lease of ``[schedule].lease_seconds`` and commits before any
    SMTP command. Before each message the subscriber is read again; anyone no
-   longer active is ``skipped`` (E16).
+   longer active, or whose address is on the suppression list (issue 12), is
+   ``skipped`` (E16).
 2. **Sent**: committed right after the server's ``250`` to the final ``.``.
 3. **Temporary failure** (4xx, 552 at RCPT, a connection lost before the message
    was complete, a message that could not be built): ``failed_temp`` with
@@ -110,6 +111,7 @@ from publisher.store import (
     Subscriber,
     SubscriberStatus,
 )
+from publisher.store.bounces import BounceStore
 
 RESEND_ONCE = "resend_once"
 HOLD = "hold"
@@ -546,6 +548,7 @@ class _Run:
         self.name = name or worker_name()
         self.limiter = RateLimiter(policy.rate_per_second)
         self.throttle = Throttle(store, policy, self.limiter)
+        self.suppressions = BounceStore(store)  # issue 12: never mail a suppressed address
         self.sleep = sleep or self._nap
         self.lease = timedelta(seconds=policy.lease_seconds)
         self.total = store.counts(issue.id).total
@@ -673,9 +676,11 @@ class _Run:
 
     def _deliver(self, transport: Transport, worker: str, row: Delivery) -> None:
         subscriber = self.store.get_subscriber(row.subscriber_id)
-        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        suppressed = self.suppressions.suppressed(subscriber.email) if subscriber else None
+        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE or suppressed:
             status = subscriber.status if subscriber else "removed"
-            self.store.mark_skipped(row.id, worker, f"subscriber is {status} (E16)")
+            why = f"address is suppressed ({suppressed.reason})" if suppressed else None
+            self.store.mark_skipped(row.id, worker, why or f"subscriber is {status} (E16)")
             self._count("skipped")
             return
         message_id = row.message_id or self.composer.message_id(self.issue, subscriber)

@@ -22,7 +22,9 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 - **Signup** (E3, E14, H5): ``INSERT ... ON CONFLICT DO NOTHING`` on the
   normalized address creates at most one ``pending`` row and never an active
   one; the confirmation quotas are taken in the same transaction, only for
-  addresses that may be mailed (pending or unsubscribed).
+  addresses that may be mailed (pending or unsubscribed) and are not on the
+  suppression list (publisher.store.bounces): a suppressed address is never
+  mailed a confirmation nor confirmed.
 - **Confirm** (E10, S2): a compare-and-set on ``state_version``: the link
   confirms only the state it was issued for, so a confirmation link from
   before an unsubscribe cannot resubscribe; a newer link (a new signup) can.
@@ -79,6 +81,7 @@ from publisher.store import (
     subscriber_categories,
     subscribers,
 )
+from publisher.store.bounces import suppressed_condition
 
 VERSION_KEY = "web_schema_version"
 _SCHEMA_LOCK = 20250622  # pg_advisory_xact_lock key while creating the web tables
@@ -281,8 +284,8 @@ class WebStore:
                 .where(subscribers.c.email == address)
                 .with_for_update()
             ).one()
-            if row.status not in MAILABLE:
-                # Active or bounced: nothing to send. Read the quotas anyway, so every
+            if row.status not in MAILABLE or self._suppressed(conn, address):
+                # Active, bounced or suppressed (issue 12): nothing to send. Read the quotas anyway, so every
                 # state costs about the same and timing tells nothing (S13).
                 for quota in quotas:
                     self._used(conn, quota, now)
@@ -294,6 +297,9 @@ class WebStore:
             return SignupResult(row.id, row.state_version, send=True)
 
         return self._run(work)
+
+    def _suppressed(self, conn: Connection, address: str) -> bool:
+        return bool(conn.execute(select(suppressed_condition(literal(address)))).scalar())
 
     def _insert_pending(
         self,
@@ -365,6 +371,7 @@ class WebStore:
                 subscribers.c.id == subscriber_id,
                 subscribers.c.state_version == state_version,
                 subscribers.c.status.in_(MAILABLE),
+                ~suppressed_condition(subscribers.c.email),  # never re-activated (issue 12)
             )
             .values(
                 status=SubscriberStatus.ACTIVE,
