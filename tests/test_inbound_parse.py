@@ -64,6 +64,11 @@ def test_unsubscribe_token_in_subject_or_address() -> None:
         unsubscribe_address="leave@blog.example.com",
     )
     assert (by_subject.kind, by_subject.tokens) == (Kind.UNSUBSCRIBE, (token,))
+    undecoded = parse(
+        reports.unsubscribe_mail("leave@blog.example.com", f"unsubscribe%20{token}"),
+        unsubscribe_address="leave@blog.example.com",
+    )
+    assert undecoded.tokens == (token,)
     by_address = parse(
         reports.unsubscribe_mail(f"leave+{token}@blog.example.com", "unsubscribe"),
         envelope_to=[f"leave+{token}@Blog.Example.com"],

@@ -266,7 +266,8 @@ def _unsubscribe(
                 tokens.append(tag)
     if not to_us:
         return None
-    tokens += _TOKEN.findall(header(message, "Subject"))
+    # "%20" too: a client that pasted the mailto: subject without decoding it (RFC 6068).
+    tokens += _TOKEN.findall(header(message, "Subject").replace("%20", " "))
     unique = tuple(dict.fromkeys(t for t in tokens if t.lower() != "unsubscribe"))
     if not unique:
         return Report(Kind.IGNORED, "mail to the unsubscribe address without a token", report_id)
