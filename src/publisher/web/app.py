@@ -75,6 +75,7 @@ from publisher.deliver.tokens import (
     preferences_url,
     unsubscribe_url,
 )
+from publisher.inbound.webhooks import webhook_routes
 from publisher.publish.content import read_posts
 from publisher.publish.render import Signup
 from publisher.publish.site import build_site
@@ -592,7 +593,7 @@ def create_app(
     )
     headers = security_headers(config)
     inner = Starlette(
-        routes=service.routes(),
+        routes=[*service.routes(), *webhook_routes(config, store, clock)],  # issue 12
         middleware=[Middleware(SecurityHeaders, headers=headers)],
         exception_handlers={
             BadInput: service.bad_input,
