@@ -34,7 +34,7 @@ from datetime import datetime
 from publisher.config import Config
 from publisher.inbound.parse import Kind, Report, parse
 from publisher.inbound.verp import ReturnPath, return_path
-from publisher.store import Delivery, Store, Subscriber
+from publisher.store import Delivery, InvalidAddress, Store, Subscriber
 from publisher.store.bounces import (
     Applied,
     BounceEvent,
@@ -240,7 +240,7 @@ class Handler:
     def _subscriber(self, email: str) -> Subscriber | None:
         try:
             return self.store.find_subscriber(email)
-        except Exception:  # InvalidAddress: an address we could never have mailed
+        except InvalidAddress:  # an address we could never have mailed
             return None
 
     # outcomes -------------------------------------------------------------------------------
