@@ -139,7 +139,7 @@ def test_reply_to_and_mailto_unsubscribe_when_configured_R3(tmp_path: Path) -> N
     assert list(message.keys()) == [*EXPECTED_HEADERS[:2], "Reply-To", *EXPECTED_HEADERS[2:]]
     assert message["Reply-To"] == "editor@blog.example.com"
     assert message["List-Unsubscribe"] == (
-        f"<{UNSUBSCRIBE}>, <mailto:leave@blog.example.com?subject=unsubscribe>"
+        f"<{UNSUBSCRIBE}>, <mailto:leave@blog.example.com?subject=unsubscribe%20{TOKEN}>"
     )
 
 

@@ -40,6 +40,7 @@ def cli(ctx: click.Context, site_dir: Path) -> None:
 def _register_commands() -> None:
     # Each command lives in the module of its stage; registered here in one place.
     # Imported here, not at the top, so `publisher --help` stays fast.
+    from publisher.cli import inbound as cli_inbound
     from publisher.cli import newsletter as cli_newsletter
     from publisher.cli.build import (
         build_command,
@@ -56,6 +57,8 @@ def _register_commands() -> None:
     cli_newsletter.register(cli)  # subscribers, send, status, migrate
     cli.add_command(run_command)
     cli.add_command(web_command)
+    for command in cli_inbound.COMMANDS:  # inbound, suppressions (issue 12)
+        cli.add_command(command)
 
 
 def main() -> None:

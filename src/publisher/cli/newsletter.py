@@ -50,6 +50,7 @@ from publisher.store import (
     normalize_email,
     utc_now,
 )
+from publisher.store.bounces import COMPLAINT_LIMIT, BounceStore, Feedback, complaint_warning
 
 
 class ImportProblems(ProblemsError):
@@ -128,7 +129,13 @@ def add_command(
     config = _config(ctx)
     store = _store(config)
     consent = Consent(ConsentMethod.OPERATOR, source="publisher subscribers add")
+    bounces = BounceStore(store)
     for address in normalized:
+        if bounces.suppressed(address):
+            click.echo(
+                f"{address} is suppressed; not added (`publisher suppressions remove` first)"
+            )
+            continue
         subscriber, created = store.add_subscriber(address, consent, categories=categories)
         if created:
             click.echo(f"added {subscriber.email}")
@@ -212,11 +219,20 @@ def import_command(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
     for problem in problems:
         _warn(f"skipped {problem}")
     store = _store(_config(ctx))
+    rows, suppressed = _without_suppressed(store, rows)
     result = store.import_subscribers(rows, Consent(ConsentMethod.IMPORT, source=file.name))
     click.echo(
         f"imported {result.added} subscribers from {file.name}; "
         f"{result.existing} already present, {len(problems)} invalid rows skipped"
+        + (f", {suppressed} suppressed addresses skipped" if suppressed else "")
     )
+
+
+def _without_suppressed(store: Store, rows: list[NewSubscriber]) -> tuple[list[NewSubscriber], int]:
+    """Rows whose address is not on the suppression list (issue 12: imports never undo it)."""
+    listed = {s.email for s in BounceStore(store).iter_suppressions()}
+    kept = [r for r in rows if r.email not in listed]
+    return kept, len(rows) - len(kept)
 
 
 def read_subscriber_csv(file: Path) -> tuple[list[NewSubscriber], list[Problem]]:
@@ -657,6 +673,7 @@ def status_command(ctx: click.Context) -> None:
                 bold=True,
             )
         _show_flagged(store, issue)
+        _print_feedback(BounceStore(store).feedback(issue.id))
     click.echo(
         f"subscribers: {store.count_subscribers(SubscriberStatus.ACTIVE)} active, "
         f"{store.count_subscribers()} in all"
@@ -678,6 +695,19 @@ def _show_flagged(store: Store, issue: Issue) -> None:
     if any(row.status == DeliveryStatus.IN_DOUBT for row in flagged):
         slug = issue.post_slugs[0] if issue.post_slugs else "SLUG"
         click.echo(f"    release: publisher send --post {slug} --release-held [--address ADDR]")
+
+
+def _print_feedback(feedback: Feedback) -> None:
+    """Bounces and complaints of one issue (issue 12), with Gmail's/Yahoo's thresholds."""
+    click.echo(
+        f"  reports: bounces {feedback.hard} hard, {feedback.soft} soft; complaints "
+        f"{feedback.complaints} ({feedback.complaint_rate:.2%} of {feedback.delivered} "
+        f"delivered); unsubscribed by mail {feedback.unsubscribes}"
+    )
+    warning = complaint_warning(feedback)
+    if warning:
+        limit = feedback.complaint_rate >= COMPLAINT_LIMIT
+        click.secho(f"  WARNING: {warning}", fg="red" if limit else "yellow", bold=limit)
 
 
 @click.command("migrate")

@@ -465,6 +465,20 @@ SETTINGS: tuple[Setting, ...] = (
         90_000,
         "Warn when an issue's HTML passes this size (Gmail clips at about 102 KB).",
     ),
+    _s(
+        "newsletter",
+        "bounce_address",
+        optional(email_address),
+        "",
+        "VERP return path base, e.g. `bounces@blog.example.com`: each message's envelope sender becomes `bounces+<issue>.<subscriber>.<mac>@...`; empty = the From address.",
+    ),
+    _s(
+        "newsletter",
+        "bounce_key_env",
+        env_name,
+        "PUBLISHER_BOUNCE_KEY",
+        "Environment variable holding the HMAC key of VERP return paths (required when bounce_address is set).",
+    ),
     _s("smtp", "host", string, "localhost", "SMTP server host."),
     _s("smtp", "port", integer(1, 65535), 587, "SMTP server port."),
     _s(
@@ -582,6 +596,76 @@ SETTINGS: tuple[Setting, ...] = (
         "Global cap on confirmation mails per hour.",
     ),
     _s(
+        "inbound",
+        "max_message_bytes",
+        integer(10_000, 100_000_000),
+        10_000_000,
+        "Largest report `publisher inbound` and its listener accept; larger ones are refused.",
+    ),
+    _s(
+        "inbound",
+        "soft_bounce_limit",
+        integer(1, 100),
+        5,
+        "Soft bounces (4.x.x) within soft_bounce_days after which a subscriber is marked bounced.",
+    ),
+    _s(
+        "inbound",
+        "soft_bounce_days",
+        integer(1, 365),
+        30,
+        "Soft bounces older than this are forgotten (the soft count decays).",
+    ),
+    _s(
+        "inbound",
+        "replay_window_seconds",
+        integer(30, 86400),
+        300,
+        "Signed webhook requests older (or newer) than this are refused as replays.",
+    ),
+    _s(
+        "inbound",
+        "postmark_auth_env",
+        env_name,
+        "PUBLISHER_POSTMARK_WEBHOOK_AUTH",
+        "Environment variable holding `user:password` of the Postmark webhook's Basic auth.",
+    ),
+    _s(
+        "inbound",
+        "mailgun_key_env",
+        env_name,
+        "PUBLISHER_MAILGUN_SIGNING_KEY",
+        "Environment variable holding the Mailgun HTTP webhook signing key.",
+    ),
+    _s(
+        "inbound",
+        "sendgrid_key_env",
+        env_name,
+        "PUBLISHER_SENDGRID_PUBLIC_KEY",
+        "Environment variable holding SendGrid's signed event webhook public key (base64).",
+    ),
+    _s(
+        "inbound",
+        "resend_secret_env",
+        env_name,
+        "PUBLISHER_RESEND_WEBHOOK_SECRET",
+        "Environment variable holding the Resend (Svix) webhook secret `whsec_...`.",
+    ),
+    _s(
+        "inbound",
+        "ses_certificate",
+        string,
+        "",
+        "PEM file of the pinned Amazon SNS signing certificate, relative to the site folder; empty = SES webhooks refused.",
+    ),
+    _s(
+        "inbound",
+        "ses_topic_arn",
+        string,
+        "",
+        "The only SNS topic ARN whose SES notifications are accepted.",
+    ),
+    _s(
         "schedule",
         "poll_seconds",
         integer(1, 3600),
@@ -655,6 +739,8 @@ class NewsletterConfig:
     pause_after_rejections: int
     bounce_limit: int
     max_html_bytes: int
+    bounce_address: str | None
+    bounce_key_env: str
 
 
 @dataclass(frozen=True)
@@ -700,6 +786,20 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class InboundConfig:
+    max_message_bytes: int
+    soft_bounce_limit: int
+    soft_bounce_days: int
+    replay_window_seconds: int
+    postmark_auth_env: str
+    mailgun_key_env: str
+    sendgrid_key_env: str
+    resend_secret_env: str
+    ses_certificate: str
+    ses_topic_arn: str
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     poll_seconds: int
     lease_seconds: int
@@ -714,6 +814,7 @@ _SECTIONS: dict[str, type] = {
     "dkim": DkimConfig,
     "database": DatabaseConfig,
     "web": WebConfig,
+    "inbound": InboundConfig,
     "schedule": ScheduleConfig,
 }
 
@@ -732,6 +833,7 @@ class Config:
     database: DatabaseConfig
     web: WebConfig
     schedule: ScheduleConfig
+    inbound: InboundConfig
     source: str = CONFIG_NAME
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 

@@ -234,6 +234,9 @@ def _list_id(config: Config) -> str:
     return f"<{list_id}>"
 
 
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]{20,64}")
+
+
 def _list_unsubscribe(config: Config, url: str) -> str:
     """``<https-url>[, <mailto:...>]`` on one line: HTTPS first, Gmail uses the first (R3, R4)."""
     check_free_text("List-Unsubscribe", url)
@@ -253,7 +256,11 @@ def _list_unsubscribe(config: Config, url: str) -> str:
     value = f"<{url}>"
     if config.newsletter.unsubscribe_mailto:
         mailto = normalize_address("List-Unsubscribe", config.newsletter.unsubscribe_mailto)
-        value += f", <mailto:{mailto}?subject=unsubscribe>"
+        # The subscriber's unsubscribe token rides in the subject, where mail clients keep
+        # it as written; `publisher inbound` reads it (issue 12, RFC 6068 percent-encoding).
+        token = url.rpartition("/unsubscribe/")[2]
+        subject = f"unsubscribe%20{token}" if _TOKEN_CHARS.fullmatch(token) else "unsubscribe"
+        value += f", <mailto:{mailto}?subject={subject}>"
     return value
 
 

@@ -14,7 +14,8 @@ what happened to that person's message. Each row moves through::
 1. **Claim** (``pending``/``failed_temp`` and due -> ``sending``): a worker claims
    a few rows with a lease of ``[schedule].lease_seconds`` and commits before any
    SMTP command. Before each message is built the subscriber is read again; anyone
-   no longer active is ``skipped`` (E16).
+   no longer active, or whose address is on the suppression list (issue 12), is
+   ``skipped`` (E16).
 2. **Hand-over** (issue 8): the last look, as late as the protocol allows, the
    same for every worker: after ``RCPT TO`` was accepted and before ``DATA`` (the
    transport's ``before_data`` hook; the outbox asks just before writing the
@@ -135,6 +136,7 @@ from publisher.deliver.transports import (
     TransportFactory,
 )
 from publisher.errors import PublisherError
+from publisher.inbound.verp import ReturnPath, return_path
 from publisher.publish.content import Post
 from publisher.publish.newsletter import RenderedIssue
 from publisher.store import (
@@ -152,6 +154,7 @@ from publisher.store import (
     Subscriber,
     SubscriberStatus,
 )
+from publisher.store.bounces import BounceStore
 
 RESEND_ONCE = "resend_once"
 HOLD = "hold"
@@ -285,6 +288,13 @@ class SendPolicy:
     claim_size: int
     throttle_base_seconds: float = 30.0  # the first cool-down (F15)
     throttle_reset_after: int = 20  # messages accepted in a row that undo one slow-down
+    return_path: ReturnPath | None = None  # VERP envelope sender (issue 12); None: from_address
+
+    def envelope_from(self, issue_id: int, subscriber_id: int) -> str:
+        """The envelope sender of one delivery row: its VERP address, or ``from_address``."""
+        if self.return_path is None:
+            return self.from_address
+        return self.return_path.address(issue_id, subscriber_id)
 
     @property
     def throttle_max_seconds(self) -> float:
@@ -319,6 +329,7 @@ class SendPolicy:
             rate_per_hour=smtp.rate_per_hour,
             lease_seconds=lease,
             claim_size=claim,
+            return_path=return_path(config),
         )
 
 
@@ -628,6 +639,7 @@ class _Run:
         self.name = name or worker_name()
         self.limiter = RateLimiter(policy.rate_per_second)
         self.throttle = Throttle(store, policy, self.limiter)
+        self.suppressions = BounceStore(store)  # issue 12: never mail a suppressed address
         self.sleep = sleep or self._nap
         self.lease = timedelta(seconds=policy.lease_seconds)
         self.total = store.counts(issue.id).total
@@ -763,9 +775,11 @@ class _Run:
 
     def _deliver(self, transport: Transport, worker: str, row: Delivery) -> None:
         subscriber = self.store.get_subscriber(row.subscriber_id)
-        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        suppressed = self.suppressions.suppressed(subscriber.email) if subscriber else None
+        if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE or suppressed:
             status = subscriber.status if subscriber else "removed"
-            self.store.mark_skipped(row.id, worker, f"subscriber is {status} (E16)")
+            why = f"address is suppressed ({suppressed.reason})" if suppressed else None
+            self.store.mark_skipped(row.id, worker, why or f"subscriber is {status} (E16)")
             self._count("skipped")
             return
         message_id = row.message_id or self.composer.message_id(self.issue, subscriber)
@@ -787,11 +801,12 @@ class _Run:
             verdicts.append(self.store.hand_over(row.id, worker))
             return verdicts[-1] == HandOver.GO
 
-        result = transport.send(self.policy.from_address, subscriber.email, data, before_data)
+        envelope = self.policy.envelope_from(self.issue.id, subscriber.id)  # VERP (issue 12)
+        result = transport.send(envelope, subscriber.email, data, before_data)
         if _retry_at_once(result) and not _withdrawn(verdicts):
             # F14: the connection dropped before the message was complete; a fresh
             # connection gets one immediate retry (never after a 421: F1, F15).
-            result = transport.send(self.policy.from_address, subscriber.email, data, before_data)
+            result = transport.send(envelope, subscriber.email, data, before_data)
         if _withdrawn(verdicts):
             self._withdrawn(verdicts)
             return

@@ -327,12 +327,20 @@ def _migration_handed_over(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN handed_over_at {kind}"))
 
 
+def _migration_bounces(conn: Connection) -> None:
+    """Issue 12: suppressions, bounce_events, soft_bounces (idempotent, order-independent)."""
+    from publisher.store.bounces import create_tables
+
+    create_tables(conn)
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_1,
     _migration_signup_requests,
     _migration_published_identity,
     _migration_handed_over,
+    _migration_bounces,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

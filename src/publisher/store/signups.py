@@ -26,7 +26,9 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 - **Signup** (E3, E14, H5): ``INSERT ... ON CONFLICT DO NOTHING`` on the
   normalized address creates at most one ``pending`` row and never an active
   one; the confirmation quotas are taken in the same transaction, only for
-  addresses that may be mailed (pending or unsubscribed).
+  addresses that may be mailed (pending or unsubscribed) and are not on the
+  suppression list (publisher.store.bounces): a suppressed address is never
+  mailed a confirmation nor confirmed.
 - **Confirm** (E10, S2): a compare-and-set on ``state_version``: the link
   confirms only the state it was issued for, so a confirmation link from
   before an unsubscribe cannot resubscribe; a newer link (a new signup) can.
@@ -86,6 +88,7 @@ from publisher.store import (
     subscriber_categories,
     subscribers,
 )
+from publisher.store.bounces import suppressed_condition
 
 VERSION_KEY = "web_schema_version"
 _SCHEMA_LOCK = 20250622  # pg_advisory_xact_lock key while creating the web tables
@@ -302,6 +305,8 @@ class WebStore:
         ).one()
         if row.status not in MAILABLE:
             return SignupResult(row.id, row.state_version, send=False)  # active or bounced
+        if self._suppressed(conn, address):  # never re-activated by a sign-up (issue 12)
+            return SignupResult(row.id, row.state_version, send=False)
         if self._take(conn, quotas, now) is not None:
             return SignupResult(row.id, row.state_version, send=False)
         self._record_consent(conn, row.id, source, text_version, now)
@@ -375,6 +380,9 @@ class WebStore:
         query = select(func.count()).select_from(signup_requests)
         return self._run(lambda conn: int(conn.execute(query).scalar_one()), write=False)
 
+    def _suppressed(self, conn: Connection, address: str) -> bool:
+        return bool(conn.execute(select(suppressed_condition(literal(address)))).scalar())
+
     def _insert_pending(
         self,
         conn: Connection,
@@ -445,6 +453,7 @@ class WebStore:
                 subscribers.c.id == subscriber_id,
                 subscribers.c.state_version == state_version,
                 subscribers.c.status.in_(MAILABLE),
+                ~suppressed_condition(subscribers.c.email),  # never re-activated (issue 12)
             )
             .values(
                 status=SubscriberStatus.ACTIVE,

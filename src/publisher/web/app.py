@@ -77,6 +77,7 @@ from publisher.deliver.tokens import (
     preferences_url,
     unsubscribe_url,
 )
+from publisher.inbound.webhooks import webhook_routes
 from publisher.publish.render import Signup
 from publisher.publish.templating import make_environment
 from publisher.store import (
@@ -576,7 +577,7 @@ def create_app(
     service = WebService(config, WebStore.open(store), keys, mailer, clock, categories, env)
     headers = security_headers(config)
     inner = Starlette(
-        routes=service.routes(),
+        routes=[*service.routes(), *webhook_routes(config, store, clock)],  # issue 12
         middleware=[Middleware(SecurityHeaders, headers=headers)],
         exception_handlers={
             BadInput: service.bad_input,
