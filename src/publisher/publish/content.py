@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from publisher.config import Config
@@ -34,6 +36,7 @@ KNOWN_FIELDS = (
     "draft",
     "author",
     "image",
+    "aliases",
 )
 _DATETIME = re.compile(
     r"^(?P<date>\d{4}-\d{2}-\d{2})"
@@ -61,6 +64,7 @@ class Post:
     reading_minutes: int
     digest: str  # sha256 of the file bytes: what changed, for caches and the scheduler
     extra: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # old site-relative paths that redirect here ("entry/제목")
 
     def is_published(self, now: datetime) -> bool:
         """Public at ``now``: not a draft and not dated in the future (A20)."""
@@ -171,6 +175,7 @@ def _build_post(
     author = _text_field(fields, "author", found, header_safe=True)
     image = _text_field(fields, "image", found)
     slug = _slug_field(fields, path, found)
+    aliases = _aliases_field(fields, found)
     if not body.strip():
         found.add("has no body text after the front matter; write the article or mark it draft")
     extra = {k: f.value for k, f in fields.items() if k not in KNOWN_FIELDS}
@@ -196,7 +201,48 @@ def _build_post(
         ),
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         extra=extra,
+        aliases=aliases,
     )
+
+
+_ALIAS_REFUSED = re.compile(r"[\s\\\"'<>{};$?#%]")
+
+
+def _aliases_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[str, ...]:
+    """Old URL paths of this post (``aliases: [/entry/제목, /123]``), stored without the first '/'.
+
+    Each becomes a redirect page and a line in the server redirect maps, so only plain
+    paths are taken: no scheme or host, query, fragment, '..', quotes or spaces.
+    """
+    entry = fields.get("aliases")
+    if entry is None or entry.value == "":
+        return ()
+    value = entry.value
+    if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
+        found.add(
+            f"'aliases' must be a list of old paths such as [/entry/제목, /123], got "
+            f"{_shown(value)}",
+            entry.line,
+        )
+        return ()
+    paths: list[str] = []
+    for alias in value:
+        path = unicodedata.normalize("NFC", unquote(alias.strip()))
+        parts = path.strip("/").split("/")
+        if (
+            "://" in path
+            or _ALIAS_REFUSED.search(path)
+            or _CONTROL.search(path)
+            or any(p in ("", ".", "..") for p in parts)
+        ):
+            found.add(
+                f"'aliases' entry {_shown(alias)} must be a path on this site such as "
+                "/2019/05/old-post/ (no host, query, '..', spaces or quotes)",
+                entry.line,
+            )
+            continue
+        paths.append(path.lstrip("/"))
+    return tuple(dict.fromkeys(paths))
 
 
 def _text_field(
