@@ -205,7 +205,7 @@ def _build_post(
     )
 
 
-_ALIAS_REFUSED = re.compile(r"[\s\\\"'<>{};$?#%]")
+ALIAS_REFUSED = re.compile(r"[\s\\\"'<>{};$?#%]")
 
 
 def _aliases_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[str, ...]:
@@ -231,7 +231,7 @@ def _aliases_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[s
         parts = path.strip("/").split("/")
         if (
             "://" in path
-            or _ALIAS_REFUSED.search(path)
+            or ALIAS_REFUSED.search(path)
             or _CONTROL.search(path)
             or any(p in ("", ".", "..") for p in parts)
         ):

@@ -1,0 +1,253 @@
+"""Imported HTML → clean Markdown, with the old platform's chrome removed.
+
+Every importer ends here, so a Tistory RSS item, a WordPress post and a Substack
+page are cleaned by the same rules:
+
+1. the posts' own sanitizer (``markup.sanitize``, nh3) runs first: scripts, styles,
+   inline ``style`` attributes, event handlers and forms go (embedded ``<iframe>``
+   players are kept as a plain link to the video first);
+2. platform chrome is removed, not imported as text: Tistory's "'…' 카테고리의 다른
+   글" block and its 공감/구독/댓글 buttons, share and subscribe widgets, "Continue
+   reading" tails, "The post … appeared first on …" lines, tracking pixels (1×1
+   images and known counters);
+3. footnotes (WordPress/Ghost ``#fn1``, Substack ``footnote-anchor``) become
+   Markdown footnotes ``[^1]``;
+4. markdownify writes CommonMark: ATX headings, ``-`` bullets, tables with a header
+   row, fenced code with its language.
+
+Images: ``resolve_image`` maps each ``src`` to what the post should link to (a file
+copied from the export folder, or the absolute URL as it was). Nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from bs4 import BeautifulSoup
+from bs4.element import NavigableString, Tag
+from markdownify import MarkdownConverter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+from publisher.publish import markup
+
+# Class names that only ever mark platform chrome (exact class tokens, never substrings:
+# Tistory's article wrapper is "tt_article_useless_p_margin", which must stay).
+CHROME_CLASSES = frozenset(
+    {
+        # Tistory
+        "another_category",
+        "container_postbtn",
+        "postbtn_like",
+        "postbtn_ccl",
+        "btn_subscription",
+        "revenue_unit_wrap",
+        "tt-plugin",
+        "tt-share-entry-with-ccl",
+        "article_social",
+        # WordPress / Jetpack / FeedBurner
+        "sharedaddy",
+        "sd-sharing-enabled",
+        "jp-relatedposts",
+        "wp-block-jetpack-subscriptions",
+        "more-link",
+        "feedflare",
+        # Substack
+        "subscription-widget-wrap",
+        "subscription-widget",
+        "button-wrapper",
+        "captioned-button-wrap",
+        "share-dialog",
+        "post-ufi",
+        # Ghost
+        "kg-signup-card",
+    }
+)
+_RELATED_HEADING = re.compile(r"^\s*['‘’\"“”].+['‘’\"“”]\s*카테고리의\s*다른\s*글\s*$")
+_WIDGET_TEXT = frozenset(
+    {"공감", "구독하기", "구독", "댓글", "공유하기", "신고하기", "좋아요", "Share", "Subscribe"}
+)
+_CONTINUE = re.compile(
+    r"^\s*(continue reading|read more|keep reading|계속\s*읽기|더\s*보기|더보기)\b",
+    re.IGNORECASE,
+)
+_APPEARED_FIRST = re.compile(r"^\s*The post .+ appeared first on .+\.?\s*$", re.DOTALL)
+_TRACKERS = re.compile(
+    r"(feeds\.feedburner\.com/~r/|/~ff/|pixel\.wp\.com|stats\.wordpress\.com|"
+    r"/open\?|/track/open|\.gif\?.*(utm|uid|id)=)",
+    re.IGNORECASE,
+)
+_FOOTNOTE_REF = re.compile(r"^#(fn[:\-_]?|footnote-?)(?P<n>\d+)$")
+_FOOTNOTE_DEF_ID = re.compile(r"^(fn[:\-_]?|footnote-)(?P<n>\d+)$")
+_EMBED = re.compile(r"^https://(www\.)?(youtube\.com|youtube-nocookie\.com|player\.vimeo\.com)/")
+_LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|brush:?)-?(?P<lang>[A-Za-z0-9+#_-]+)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+ImageResolver = Callable[[str], str]
+
+
+def html_to_markdown(html: str, resolve_image: ImageResolver | None = None) -> str:
+    """Clean ``html`` of platform chrome and convert it to Markdown."""
+    html = _embeds_as_links(html)
+    soup = BeautifulSoup(markup.sanitize(html), "html.parser")
+    remove_chrome(soup)
+    _escape_table_pipes(soup)
+    if resolve_image is not None:
+        for image in soup.find_all("img"):
+            src = str(image.get("src") or "")
+            if src:
+                image["src"] = resolve_image(src)
+    notes = _footnotes(soup)
+    text = _Converter().convert_soup(soup)
+    text = _BLANK_LINES.sub("\n\n", text).strip()
+    if notes:
+        text += "\n\n" + "\n".join(f"[^{n}]: {note}" for n, note in notes)
+    return text + "\n"
+
+
+def remove_chrome(soup: BeautifulSoup) -> None:
+    """Remove every chrome element from ``soup`` in place."""
+    for tag in list(soup.find_all(True)):
+        if tag.decomposed:
+            continue
+        classes = set(tag.get("class") or [])
+        if classes & CHROME_CLASSES or _is_pixel(tag):
+            tag.decompose()
+    for tag in list(soup.find_all(["h2", "h3", "h4", "h5", "p", "div", "strong", "b"])):
+        if tag.decomposed:
+            continue
+        text = tag.get_text(" ", strip=True)
+        if _RELATED_HEADING.match(text):
+            _remove_related_block(tag)
+        elif _is_widget(tag, text):
+            tag.decompose()
+    for link in list(soup.find_all("a")):
+        if not link.decomposed and _CONTINUE.match(link.get_text(" ", strip=True)):
+            link.decompose()
+
+
+def _is_widget(tag: Tag, text: str) -> bool:
+    """A 공감/구독 button, a "Continue reading" paragraph or "The post … appeared first on"."""
+    if text in _WIDGET_TEXT and not tag.find("img"):
+        return True
+    if tag.name != "p":
+        return False
+    return bool((_CONTINUE.match(text) and tag.find("a")) or _APPEARED_FIRST.match(text))
+
+
+def _remove_related_block(heading: Tag) -> None:
+    """The heading and the list or table of other posts that follows it."""
+    following = heading.find_next_sibling()
+    if following is not None and following.name in ("table", "ul", "ol", "div"):
+        following.decompose()
+    parent = heading.parent
+    heading.decompose()
+    if isinstance(parent, Tag) and parent.name == "div" and not parent.get_text(strip=True):
+        parent.decompose()
+
+
+def _is_pixel(tag: Tag) -> bool:
+    if tag.name != "img":
+        return False
+    width = str(tag.get("width") or "").removesuffix("px")
+    height = str(tag.get("height") or "").removesuffix("px")
+    if width in ("0", "1") and height in ("0", "1"):
+        return True
+    return bool(_TRACKERS.search(str(tag.get("src") or "")))
+
+
+def _embeds_as_links(html: str) -> str:
+    """Keep a video embed as a link (the sanitizer drops iframes with their content)."""
+    if "<iframe" not in html:
+        return html
+    soup = BeautifulSoup(html, "html.parser")
+    for frame in soup.find_all("iframe"):
+        src = str(frame.get("src") or "")
+        if _EMBED.match(src):
+            link = soup.new_tag("a", href=src)
+            link.string = src
+            paragraph = soup.new_tag("p")
+            paragraph.append(link)
+            frame.replace_with(paragraph)
+    return str(soup)
+
+
+def _escape_table_pipes(soup: BeautifulSoup) -> None:
+    for cell in soup.find_all(["td", "th"]):
+        for text in list(cell.find_all(string=True)):
+            if "|" in text:
+                text.replace_with(NavigableString(text.replace("|", "\\|")))
+
+
+def _footnotes(soup: BeautifulSoup) -> list[tuple[str, str]]:
+    """Turn footnote references into ``[^n]`` and collect (n, text) of their definitions."""
+    refs = [a for a in soup.find_all("a") if _FOOTNOTE_REF.match(str(a.get("href") or ""))]
+    if not refs:
+        return []
+    notes: list[tuple[str, str]] = []
+    for tag in list(soup.find_all(True)):
+        if tag.decomposed:
+            continue
+        match = _FOOTNOTE_DEF_ID.match(str(tag.get("id") or ""))
+        if match and tag.name in ("li", "div", "p"):
+            for backlink in tag.find_all("a"):
+                href = str(backlink.get("href") or "")
+                if (
+                    href.startswith("#fnref")
+                    or "footnote-anchor" in href
+                    or backlink.get_text(strip=True) in ("↩", "↩︎", match["n"])
+                ):
+                    backlink.decompose()
+            tag.name = "div"  # an <li> alone would convert to "1. …"
+            note = " ".join(_Converter().convert_soup(tag).split())
+            notes.append((match["n"], note))
+            tag.decompose()
+    for block in soup.find_all(class_=["footnotes", "footnote"]):
+        if not block.decomposed:
+            block.decompose()
+    for ref in refs:
+        if ref.decomposed:
+            continue
+        number = _FOOTNOTE_REF.match(str(ref.get("href")))
+        assert number is not None
+        holder = ref.parent if ref.parent is not None and ref.parent.name == "sup" else ref
+        holder.replace_with(NavigableString(f"[^{number['n']}]"))
+    return notes
+
+
+def _language(tag: Tag) -> str:
+    for element in (tag, *tag.find_all("code")):
+        data = element.get("data-ke-language") or element.get("data-language")
+        if data:
+            return str(data)
+        classes = " ".join(element.get("class") or [])
+        match = _LANGUAGE.search(classes)
+        if match:
+            return match["lang"].lower()
+        for name in element.get("class") or []:
+            if _known_language(str(name)):  # Tistory: <pre class="python">
+                return str(name).lower()
+    return ""
+
+
+def _known_language(name: str) -> bool:
+    try:
+        get_lexer_by_name(name)
+    except ClassNotFound:
+        return False
+    return True
+
+
+class _Converter(MarkdownConverter):
+    """markdownify with the options Publisher's CommonMark reader expects."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            heading_style="ATX",
+            bullets="-",
+            code_language_callback=_language,
+            table_infer_header=True,
+            escape_underscores=False,
+            newline_style="backslash",
+        )

@@ -1,0 +1,256 @@
+"""publisher import feed: a Tistory RSS with its chrome, an Atom feed, safety (issue 11)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from lxml import html as lxml_html
+
+from builders import write_config
+from publisher.cli import main as cli_module
+from publisher.config import load_config
+from publisher.publish.build import build
+from publisher.publish.content import read_posts
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+TISTORY_ITEM = """<![CDATA[
+<div class="tt_article_useless_p_margin contents_style">
+<p data-ke-size="size16" style="color: #333;">2025년 1월, 중국의 AI 모델 'DeepSeek'이 미국 앱스토어 1위를 차지했습니다.</p>
+<h2 data-ke-size="size26">실제 기술 격차는 어느 정도일까?</h2>
+<table style="border-collapse: collapse; width: 100%;" border="1">
+<tbody>
+<tr><td>분야</td><td>현재 상황</td><td>대응 방향</td></tr>
+<tr><td>AI 모델 개발</td><td>세계 3위 수준</td><td>독자 생태계 | 특화</td></tr>
+<tr><td>HBM</td><td>글로벌 95% 점유율</td><td>기술 격차 확대</td></tr>
+</tbody>
+</table>
+<figure class="imageblock alignCenter"><span><img src="https://blog.kakaocdn.net/dn/abc/img.png" alt="반도체 지도" width="800" height="450"></span></figure>
+<pre id="code_1" class="python" data-ke-language="python" data-ke-type="codeblock"><code>print("격차")
+</code></pre>
+<ul><li>AI 모델 성능 격차: 3-6개월</li><li>반도체 설계 기술: 1-2년</li></ul>
+<script>alert('x')</script>
+<p>더 많은 기술 정책 분석을 받고 싶다면 구독과 댓글로 함께해 주세요.</p>
+<img src="https://tistory1.daumcdn.net/tistory/pixel.gif" width="1" height="1">
+</div>
+<div class="another_category another_category_color_gray">
+<h4>'<a href="https://world.tistory.com/category/세계">세계</a>' 카테고리의 다른 글</h4>
+<table><tr><th><a href="/124">DOJ 역대 최대 2.25억 달러 암호화폐 압수 사건 분석</a> <span>(2)</span></th><td>2025.06.20</td></tr></table>
+</div>
+<div class="container_postbtn #post_button_group">
+<div class="postbtn_like"><button class="btn_post uoc-icon"><span class="txt_like uoc-count">공감</span></button></div>
+<button class="btn_subscription"><em class="txt_state">구독하기</em></button>
+</div>
+]]>"""
+
+TISTORY_RSS = f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0">
+<channel>
+<title>세계 뉴스 읽기</title>
+<link>https://world.tistory.com/</link>
+<item>
+<title>미중 기술 격차, 정말 좁혀졌나?</title>
+<link>https://world.tistory.com/entry/%EB%AF%B8%EC%A4%91-%EA%B8%B0%EC%88%A0-%EA%B2%A9%EC%B0%A8</link>
+<description>{TISTORY_ITEM}</description>
+<category>세계</category>
+<category>AI</category>
+<category>반도체</category>
+<author>세계읽기</author>
+<guid isPermaLink="true">https://world.tistory.com/123</guid>
+<comments>https://world.tistory.com/123#entry123comment</comments>
+<pubDate>Fri, 20 Jun 2025 09:00:00 +0900</pubDate>
+</item>
+<item>
+<title>러시아 경제부 장관의 경고</title>
+<link>https://world.tistory.com/122</link>
+<description><![CDATA[<p>러시아 경제가 <b>경기 침체</b> 직전이라는 경고입니다.</p><p><a href="https://world.tistory.com/122">Continue reading</a></p>]]></description>
+<category>세계</category>
+<guid isPermaLink="true">https://world.tistory.com/122</guid>
+<pubDate>Thu, 19 Jun 2025 23:30:00 KST</pubDate>
+</item>
+</channel>
+</rss>
+"""
+
+
+def invoke(root: Path, *args: str) -> tuple[int, str]:
+    cli_module._register_commands()
+    result = CliRunner().invoke(cli_module.cli, ["--site", str(root), *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        message = getattr(result.exception, "message", None)
+        return 1, result.output + (message or repr(result.exception))
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "site")
+
+
+def _export(tmp_path: Path, text: str = TISTORY_RSS, name: str = "rss.xml") -> Path:
+    path = tmp_path / "export" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _imported(site: Path) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted((site / "posts").glob("*.md"))}
+
+
+def test_tistory_rss_becomes_clean_markdown_posts(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path)))
+    assert code == 0, output
+    assert "Imported 2 new and 0 updated posts into posts/" in output
+    files = _imported(site)
+    assert sorted(files) == [
+        "2025-06-19-러시아-경제부-장관의-경고.md",
+        "2025-06-20-미중-기술-격차.md",
+    ]
+    text = files["2025-06-20-미중-기술-격차.md"]
+    head, body = text.split("\n---\n", 1)
+    assert 'title: "미중 기술 격차, 정말 좁혀졌나?"' in head
+    assert "date: 2025-06-20 09:00:00+09:00" in head
+    assert 'category: "세계"' in head and 'tags: ["AI", "반도체"]' in head
+    assert 'slug: "미중-기술-격차"' in head
+    assert 'aliases: ["/entry/미중-기술-격차"]' in head
+    assert 'id: "https://world.tistory.com/123"' in head
+    assert 'source: "feed:https://world.tistory.com/123"' in head
+    assert 'author: "세계읽기"' in head
+    # content: table with a header row (pipe escaped), heading, code with language, image URL kept
+    assert "| 분야 | 현재 상황 | 대응 방향 |\n| --- | --- | --- |" in body
+    assert "독자 생태계 \\| 특화" in body
+    assert "## 실제 기술 격차는 어느 정도일까?" in body
+    assert '```python\nprint("격차")\n```' in body
+    assert "![반도체 지도](https://blog.kakaocdn.net/dn/abc/img.png)" in body
+    assert "- AI 모델 성능 격차: 3-6개월" in body
+    # chrome gone
+    for chrome in ["카테고리의 다른 글", "DOJ", "공감", "구독하기", "alert", "pixel.gif", "color:"]:
+        assert chrome not in body, chrome
+    other = files["2025-06-19-러시아-경제부-장관의-경고.md"]
+    assert "Continue reading" not in other
+    assert "date: 2025-06-19 23:30:00+09:00" in other  # "KST" read as +09:00
+    assert "**경기 침체**" in other
+
+
+def test_imported_site_builds_and_old_urls_redirect(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path)))
+    assert code == 0, output
+    out = site / "public"
+    build(load_config(site), NOW, output=out)
+    page = out / "entry/미중-기술-격차/index.html"
+    doc = lxml_html.fromstring(page.read_text(encoding="utf-8"))
+    target = doc.xpath('//link[@rel="canonical"]/@href')[0]
+    assert target.endswith("/posts/%EB%AF%B8%EC%A4%91-%EA%B8%B0%EC%88%A0-%EA%B2%A9%EC%B0%A8/")
+    assert (out / "posts/미중-기술-격차/index.html").is_file()
+    assert (out / "122/index.html").is_file()
+    post_html = (out / "posts/미중-기술-격차/index.html").read_text(encoding="utf-8")
+    assert "<table>" in post_html and "<th>분야</th>" in post_html
+
+
+def test_reimport_is_a_no_op_and_a_newer_export_updates(site: Path, tmp_path: Path):
+    export = _export(tmp_path)
+    assert invoke(site, "import", "feed", str(export))[0] == 0
+    before = _imported(site)
+    code, output = invoke(site, "import", "feed", str(export))
+    assert code == 0, output
+    assert "Nothing changed" in output
+    assert _imported(site) == before
+    newer = TISTORY_RSS.replace("경기 침체", "경기 후퇴")
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, newer, "rss2.xml")))
+    assert code == 0, output
+    assert "Imported 0 new and 1 updated posts" in output
+    assert "2025-06-19-러시아-경제부-장관의-경고.md (updated)" in output
+    assert "경기 후퇴" in _imported(site)["2025-06-19-러시아-경제부-장관의-경고.md"]
+
+
+def test_dry_run_writes_nothing(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path)), "--dry-run")
+    assert code == 0, output
+    assert "would write posts/2025-06-20-미중-기술-격차.md (new)" in output
+    assert 'title: "미중 기술 격차, 정말 좁혀졌나?"' in output
+    assert _imported(site) == {}
+
+
+def test_category_map_and_since(site: Path, tmp_path: Path):
+    code, output = invoke(
+        site,
+        "import",
+        "feed",
+        str(_export(tmp_path)),
+        "--category-map",
+        "세계=국제",
+        "--category-map",
+        "AI=",
+        "--since",
+        "2025-06-20",
+    )
+    assert code == 0, output
+    files = _imported(site)
+    assert list(files) == ["2025-06-20-미중-기술-격차.md"]
+    text = files["2025-06-20-미중-기술-격차.md"]
+    assert 'category: "국제"' in text and 'tags: ["반도체"]' in text
+
+
+def test_every_bad_item_is_listed_and_nothing_is_written(site: Path, tmp_path: Path):
+    bad = TISTORY_RSS.replace("<title>러시아 경제부 장관의 경고</title>", "<title></title>")
+    bad = bad.replace("Fri, 20 Jun 2025 09:00:00 +0900", "어제")
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, bad)))
+    assert code == 1
+    assert "rss.xml:6: item 1: not a date: '어제'" in output
+    assert "item 2: has no <title>" in output
+    assert _imported(site) == {}
+
+
+def test_entities_and_external_dtds_are_refused(site: Path, tmp_path: Path):
+    laughs = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "ha"><!ENTITY b "&a;&a;&a;&a;">]>'
+        "<rss><channel><item><title>&b;</title></item></channel></rss>"
+    )
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, laughs)))
+    assert code == 1
+    assert "declares XML entities" in output
+    xxe = (
+        '<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<rss><channel><item><title>&x;</title></item></channel></rss>"
+    )
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, xxe, "x.xml")))
+    assert code == 1
+    assert "root:" not in output
+    assert _imported(site) == {}
+
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+<title>Medium</title>
+<entry>
+<title>반도체 공급망 지도</title>
+<id>tag:blogger.com,1999:blog-1.post-42</id>
+<link rel="alternate" href="https://blog.example.org/2019/05/semiconductor-map.html"/>
+<published>2019-05-03T08:15:00.000-07:00</published>
+<updated>2019-05-04T10:00:00.000-07:00</updated>
+<category term="기술"/>
+<author><name>Kim</name></author>
+<content type="html">&lt;p&gt;공급망&lt;sup&gt;&lt;a href="#fn1"&gt;1&lt;/a&gt;&lt;/sup&gt; 지도입니다.&lt;/p&gt;
+&lt;ol class="footnotes"&gt;&lt;li id="fn1"&gt;출처: 업계 자료 &lt;a href="#fnref1"&gt;↩&lt;/a&gt;&lt;/li&gt;&lt;/ol&gt;</content>
+</entry>
+</feed>
+"""
+
+
+def test_atom_feed_with_footnotes_and_odd_zone(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, ATOM, "atom.xml")))
+    assert code == 0, output
+    text = _imported(site)["2019-05-03-semiconductor-map.md"]
+    assert "date: 2019-05-03 08:15:00-07:00" in text
+    assert "updated: 2019-05-04 10:00:00-07:00" in text
+    assert 'aliases: ["/2019/05/semiconductor-map.html"]' in text
+    assert "공급망[^1] 지도입니다." in text
+    assert "[^1]: 출처: 업계 자료" in text
+    assert "↩" not in text
+    posts = read_posts(load_config(site))
+    assert not posts.problems
+    assert "footnote" in posts.posts[0].body_html
