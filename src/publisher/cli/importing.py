@@ -30,6 +30,18 @@ def _parse(source: str, file: Path, config: Config, options: Options) -> Parsed:
         from publisher.publish.importers import feed
 
         return feed.parse(file, zone, finder)
+    if source == "wordpress":
+        from publisher.publish.importers import wordpress
+
+        return wordpress.parse(file, zone, finder)
+    if source == "ghost":
+        from publisher.publish.importers import ghost
+
+        return ghost.parse(file, zone, finder)
+    if source == "substack":
+        from publisher.publish.importers import substack
+
+        return substack.parse(file, zone, finder)
     raise PublisherError(f"unknown source {source!r}")
 
 

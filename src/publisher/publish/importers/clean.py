@@ -93,6 +93,8 @@ def html_to_markdown(html: str, resolve_image: ImageResolver | None = None) -> s
     soup = BeautifulSoup(markup.sanitize(html), "html.parser")
     remove_chrome(soup)
     _escape_table_pipes(soup)
+    for link in soup.find_all("a", class_="image-link"):  # Substack wraps images in a link
+        link.unwrap()
     if resolve_image is not None:
         for image in soup.find_all("img"):
             src = str(image.get("src") or "")
@@ -186,6 +188,14 @@ def _footnotes(soup: BeautifulSoup) -> list[tuple[str, str]]:
     if not refs:
         return []
     notes: list[tuple[str, str]] = []
+    for block in soup.find_all("div", class_="footnote"):  # Substack
+        number = block.find(class_="footnote-number")
+        content = block.find(class_="footnote-content")
+        if number is not None and content is not None:
+            content.name = "div"
+            text = " ".join(_Converter().convert_soup(content).split())
+            notes.append((number.get_text(strip=True), text))
+        block.decompose()
     for tag in list(soup.find_all(True)):
         if tag.decomposed:
             continue
@@ -209,10 +219,10 @@ def _footnotes(soup: BeautifulSoup) -> list[tuple[str, str]]:
     for ref in refs:
         if ref.decomposed:
             continue
-        number = _FOOTNOTE_REF.match(str(ref.get("href")))
-        assert number is not None
+        ref_match = _FOOTNOTE_REF.match(str(ref.get("href")))
+        assert ref_match is not None
         holder = ref.parent if ref.parent is not None and ref.parent.name == "sup" else ref
-        holder.replace_with(NavigableString(f"[^{number['n']}]"))
+        holder.replace_with(NavigableString(f"[^{ref_match['n']}]"))
     return notes
 
 
