@@ -6,13 +6,17 @@ checked by the strict post reader first), then write all of it or nothing.
 
 from __future__ import annotations
 
-from datetime import datetime
+import os
+import tempfile
+import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from publisher.config import Config, load_config
-from publisher.errors import PublisherError
+from publisher.errors import ContentError, PublisherError
+from publisher.publish.content import Post, read_post, read_posts
 from publisher.publish.importers import (
     SOURCES,
     Options,
@@ -21,6 +25,9 @@ from publisher.publish.importers import (
     parse_date,
 )
 from publisher.publish.importers.plan import AssetFinder, Plan, apply, plan_import
+from publisher.publish.rename import Rename, renamed_text
+from publisher.publish.site import build_site, post_path
+from publisher.publish.slugs import is_valid_slug, slug_from_filename, slug_key
 
 
 def _parse(source: str, file: Path, config: Config, options: Options) -> Parsed:
@@ -146,4 +153,91 @@ def _summary(plan: Plan, config: Config) -> None:
         click.echo("Nothing changed: every post matches an earlier import.")
 
 
-__all__ = ["import_command"]
+@click.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def rename_command(ctx: click.Context, old: str, new: str) -> None:
+    """Change a post's slug; its old URL keeps working and its feed entry keeps its id.
+
+    OLD is the post's slug or file path; NEW is the new slug. A post that is
+    already public gets its old page path added to `aliases` (the build writes a
+    redirect there) and, if it has no `id` yet, `id` set to its old permalink, so
+    feed readers do not see it as new. A file named after the slug is renamed too.
+
+    \b
+    Example:
+        publisher rename us-china-tech-gap 미중-기술-격차
+    """
+    config = load_config(Path(ctx.obj.root))
+    now = datetime.now(UTC)
+    result = read_posts(config)
+    if result.problems:
+        raise ContentError(result.problems, hint="Fix the posts above first; nothing was renamed.")
+    post = _find_post(result.posts, old, config)
+    new = unicodedata.normalize("NFC", new.strip())
+    if not is_valid_slug(new):
+        raise PublisherError(
+            f"{new!r} is not a slug", hint="Use lower-case letters, digits and inner hyphens."
+        )
+    for other in result.posts:
+        if other is not post and slug_key(other.slug) == slug_key(new):
+            raise PublisherError(f"slug '{new}' is already the slug of {other.source}")
+    public = post.is_published(now)
+    site = build_site(config, result.posts, now)
+    current_id = getattr(post, "id", None) or post.extra.get("id")
+    change = Rename(
+        new_slug=new,
+        add_alias=f"/{post_path(post)}" if public else None,
+        pin_id=site.url(post_path(post)) if public and not current_id else None,
+    )
+    path = config.root / post.source
+    text = renamed_text(path.read_text(encoding="utf-8-sig"), change, post.aliases, current_id)
+    target = _renamed_path(path, post.slug, new)
+    _check_renamed(text, target, config)
+    _write_renamed(path, target, text)
+    click.echo(f"renamed {post.source}: slug {post.slug} → {new}")
+    if target != path:
+        click.echo(f"moved {post.source} → {target.relative_to(config.root).as_posix()}")
+    if change.add_alias:
+        click.echo(f"{change.add_alias} now redirects to /posts/{new}/ (added to aliases)")
+    if change.pin_id:
+        click.echo(f"feed id kept: id set to {change.pin_id}")
+
+
+def _find_post(posts: tuple[Post, ...], ref: str, config: Config) -> Post:
+    for post in posts:
+        if slug_key(post.slug) == slug_key(ref) or post.source == ref:
+            return post
+        if (config.root / post.source).resolve() == (Path.cwd() / ref).resolve():
+            return post
+    raise PublisherError(f"no post with slug or file {ref!r}", hint="See the slugs in posts/.")
+
+
+def _renamed_path(path: Path, old_slug: str, new_slug: str) -> Path:
+    """``2025-06-20-old.md`` → ``2025-06-20-new.md``; other names stay."""
+    stem = path.stem
+    if slug_from_filename(stem) != old_slug or not stem.endswith(old_slug):
+        return path
+    return path.with_name(stem[: len(stem) - len(old_slug)] + new_slug + path.suffix)
+
+
+def _check_renamed(text: str, target: Path, config: Config) -> None:
+    with tempfile.TemporaryDirectory(prefix="publisher-rename-") as scratch:
+        probe = Path(scratch) / target.name
+        probe.write_text(text, encoding="utf-8")
+        source = target.relative_to(config.root).as_posix()
+        _, found = read_post(probe, source, config)
+    if found.problems:
+        raise ContentError(found.problems, hint="Nothing was renamed.")
+
+
+def _write_renamed(path: Path, target: Path, text: str) -> None:
+    if target != path and target.exists():
+        raise PublisherError(f"{target} already exists", hint="Nothing was renamed.")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".rename-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temp, path)  # the new text under the old name first: valid at every step
+    if target != path:
+        os.rename(path, target)

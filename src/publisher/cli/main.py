@@ -48,7 +48,7 @@ def _register_commands() -> None:
         preview_command,
         serve_command,
     )
-    from publisher.cli.importing import import_command
+    from publisher.cli.importing import import_command, rename_command
     from publisher.cli.run import run_command
     from publisher.cli.web import web_command
 
@@ -58,6 +58,7 @@ def _register_commands() -> None:
     cli.add_command(run_command)
     cli.add_command(web_command)
     cli.add_command(import_command)
+    cli.add_command(rename_command)
 
 
 def main() -> None:

@@ -87,7 +87,8 @@ def _write_for(config: Config, post: ImportedPost, before: Post | None, taken: s
         # its aliases and its feed id.
         slug = before.slug
         aliases = tuple(dict.fromkeys((*before.aliases, *_clean_aliases(post, slug))))
-        feed_id = str(before.extra.get("id") or _feed_id(post))
+        # Post.id once the 'id' field is known to the reader; extra["id"] before that.
+        feed_id = str(getattr(before, "id", None) or before.extra.get("id") or _feed_id(post))
         text = post_text(post, slug=slug, aliases=aliases, feed_id=feed_id)
         return Write(post, before.source, text, "updated")
     slug = _free_slug(config, post, taken)
@@ -112,8 +113,16 @@ def _clean_aliases(post: ImportedPost, slug: str) -> tuple[str, ...]:
     return tuple(a for a in dict.fromkeys(post.aliases) if a.strip("/") != own)
 
 
+_ID_LIMIT = 200  # the post reader's limit for 'id'
+
+
 def _feed_id(post: ImportedPost) -> str:
-    return post.feed_id or f"urn:publisher-import:{post.platform}:{quote(post.source_id, safe='')}"
+    """The old feed's entry id when it can be a post id (one short word), else a URN of the
+    source id: readers of the old feed then see the imported post as the entry they have."""
+    old = post.feed_id or ""
+    if old and len(old) <= _ID_LIMIT and not any(c.isspace() or c in '<>"{}|\\^`' for c in old):
+        return old
+    return f"urn:publisher-import:{post.platform}:{quote(post.source_id, safe='')}"[:_ID_LIMIT]
 
 
 def _check(config: Config, writes: list[Write]) -> list[Problem]:
