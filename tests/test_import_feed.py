@@ -116,7 +116,7 @@ def test_tistory_rss_becomes_clean_markdown_posts(site: Path, tmp_path: Path):
     assert "date: 2025-06-20 09:00:00+09:00" in head
     assert 'category: "세계"' in head and 'tags: ["AI", "반도체"]' in head
     assert 'slug: "미중-기술-격차"' in head
-    assert 'aliases: ["/entry/미중-기술-격차"]' in head
+    assert 'aliases: ["/entry/미중-기술-격차", "/123"]' in head  # Tistory serves both
     assert 'id: "https://world.tistory.com/123"' in head
     assert 'source: "feed:https://world.tistory.com/123"' in head
     assert 'author: "세계읽기"' in head
@@ -147,6 +147,7 @@ def test_imported_site_builds_and_old_urls_redirect(site: Path, tmp_path: Path):
     assert target.endswith("/posts/%EB%AF%B8%EC%A4%91-%EA%B8%B0%EC%88%A0-%EA%B2%A9%EC%B0%A8/")
     assert (out / "posts/미중-기술-격차/index.html").is_file()
     assert (out / "122/index.html").is_file()
+    assert (out / "123/index.html").is_file()
     post_html = (out / "posts/미중-기술-격차/index.html").read_text(encoding="utf-8")
     assert "<table>" in post_html and "<th>분야</th>" in post_html
 
@@ -254,3 +255,31 @@ def test_atom_feed_with_footnotes_and_odd_zone(site: Path, tmp_path: Path):
     posts = read_posts(load_config(site))
     assert not posts.problems
     assert "footnote" in posts.posts[0].body_html
+
+
+PASTED = """<rss version="2.0"><channel><item>
+<title>붙여넣은 글</title><link>https://world.tistory.com/200</link>
+<guid>https://world.tistory.com/200</guid><pubDate>Sat, 21 Jun 2025 08:00:00 +0900</pubDate>
+<description><![CDATA[<p>한국은 HBM에서 강점이 있습니다.</p>
+<p>더 많은 분석을 받고 싶다면 구독과 댓글로 함께해 주세요.</p>
+<p><strong>'세계' 카테고리의 다른 글</strong></p>
+<p>DOJ 역대 최대 2.25억 달러 암호화폐 압수 사건 분석 (2) | 2025.06.20 |<br>
+러시아 경제부 장관, "경기 침체 직전" 경고한 이유는? (2) | 2025.06.20 |</p>
+<p>공감</p>
+<img src="https://cdn.example.com/dn/xyz/img.png" alt="그림">]]></description>
+</item></channel></rss>"""
+
+
+def test_pasted_related_list_is_cut_and_a_lone_file_name_is_not_a_match(site: Path, tmp_path: Path):
+    export = _export(tmp_path, PASTED, "pasted.xml")
+    (export.parent / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    code, output = invoke(site, "import", "feed", str(export))
+    assert code == 0, output
+    text = _imported(site)["2025-06-21-붙여넣은-글.md"]
+    body = text.split("\n---\n", 1)[1]
+    assert "한국은 HBM에서 강점이 있습니다." in body
+    assert "구독과 댓글로 함께해 주세요." in body  # the author's own sentence stays
+    for chrome in ["카테고리의 다른 글", "DOJ", "러시아", "\n공감"]:
+        assert chrome not in body, chrome
+    assert "![그림](https://cdn.example.com/dn/xyz/img.png)" in body  # not the local img.png
+    assert not (site / "templates/static/imported").exists()

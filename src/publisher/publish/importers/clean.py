@@ -65,6 +65,7 @@ CHROME_CLASSES = frozenset(
     }
 )
 _RELATED_HEADING = re.compile(r"^\s*['‘’\"“”].+['‘’\"“”]\s*카테고리의\s*다른\s*글\s*$")
+_RELATED_ROW = re.compile(r"^(\|.*\||[-|: ]+|[-*] .*|.*\(\d+\)\s*\|?\s*\d{4}\.\d{2}\.\d{2}\s*\|?)$")
 _WIDGET_TEXT = frozenset(
     {"공감", "구독하기", "구독", "댓글", "공유하기", "신고하기", "좋아요", "Share", "Subscribe"}
 )
@@ -102,7 +103,7 @@ def html_to_markdown(html: str, resolve_image: ImageResolver | None = None) -> s
                 image["src"] = resolve_image(src)
     notes = _footnotes(soup)
     text = _Converter().convert_soup(soup)
-    text = _BLANK_LINES.sub("\n\n", text).strip()
+    text = _BLANK_LINES.sub("\n\n", _strip_related_tail(text)).strip()
     if notes:
         text += "\n\n" + "\n".join(f"[^{n}]: {note}" for n, note in notes)
     return text + "\n"
@@ -129,6 +130,28 @@ def remove_chrome(soup: BeautifulSoup) -> None:
             link.decompose()
 
 
+def _strip_related_tail(text: str) -> str:
+    """A related-posts block that survived as text (pasted, or in unknown markup).
+
+    Drops a "'세계' 카테고리의 다른 글" line and the list or table lines right after it
+    (``제목 (2) | 2025.06.20 |``), and lone 공감/구독하기 lines.
+    """
+    lines = text.split("\n")
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        bare = line.strip().rstrip("\\").strip("#*_ ").strip()
+        if _RELATED_HEADING.match(bare):
+            skipping = True
+            continue
+        if skipping and (not bare or _RELATED_ROW.match(bare)):
+            continue
+        skipping = False
+        if bare not in _WIDGET_TEXT:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def _is_widget(tag: Tag, text: str) -> bool:
     """A 공감/구독 button, a "Continue reading" paragraph or "The post … appeared first on"."""
     if text in _WIDGET_TEXT and not tag.find("img"):
@@ -141,12 +164,20 @@ def _is_widget(tag: Tag, text: str) -> bool:
 def _remove_related_block(heading: Tag) -> None:
     """The heading and the list or table of other posts that follows it."""
     following = heading.find_next_sibling()
-    if following is not None and following.name in ("table", "ul", "ol", "div"):
+    if following is not None and (
+        following.name in ("table", "ul", "ol", "div") or _is_related_rows(following)
+    ):
         following.decompose()
     parent = heading.parent
     heading.decompose()
     if isinstance(parent, Tag) and parent.name == "div" and not parent.get_text(strip=True):
         parent.decompose()
+
+
+def _is_related_rows(tag: Tag) -> bool:
+    """A paragraph of "제목 (2) | 2025.06.20 |" lines, as a pasted related list reads."""
+    lines = [line.strip() for line in tag.get_text("\n").split("\n") if line.strip()]
+    return tag.name == "p" and bool(lines) and all(_RELATED_ROW.match(line) for line in lines)
 
 
 def _is_pixel(tag: Tag) -> bool:

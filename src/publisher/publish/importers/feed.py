@@ -168,7 +168,9 @@ def _post(
         raise ValueError(f"'{title}' has no content (<content:encoded>, <description>, <content>)")
     segment = unquote(urlsplit(link).path.rstrip("/").rsplit("/", 1)[-1]) if link else ""
     segment = re.sub(r"\.(html?|php|aspx?)$", "", segment)
-    alias = path_of(link)
+    aliases = [path_of(link)]
+    if guid.startswith(("http://", "https://")) and urlsplit(guid).netloc == urlsplit(link).netloc:
+        aliases.append(path_of(guid))  # Tistory: /entry/제목 and /123 both reach the post
     body = html_to_markdown(html, finder)
     return ImportedPost(
         platform="feed",
@@ -183,7 +185,7 @@ def _post(
         summary=summary if summary and len(summary) <= SUMMARY_LIMIT else None,
         author=author,
         image=image_field(finder, image),
-        aliases=(alias,) if alias else (),
+        aliases=tuple(dict.fromkeys(a for a in aliases if a)),
         feed_id=guid,
         assets=finder.take(),
     )

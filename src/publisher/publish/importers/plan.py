@@ -181,8 +181,8 @@ class AssetFinder:
     """Maps an image ``src`` to a copy from the export folder, when the folder holds it.
 
     The URL's path is looked up under the export folder, dropping leading segments
-    (``https://old/wp-content/uploads/2020/01/a.jpg`` finds ``uploads/2020/01/a.jpg``
-    or ``2020/01/a.jpg``). Only regular files inside the folder whose bytes are a PNG,
+    but keeping two (``https://old/wp-content/uploads/2020/01/a.jpg`` finds
+    ``wp-content/uploads/2020/01/a.jpg``, ``uploads/2020/01/a.jpg`` … ``01/a.jpg``). Only regular files inside the folder whose bytes are a PNG,
     JPEG, GIF or WebP are taken (SVG can carry scripts). Anything else keeps its URL;
     nothing is ever downloaded.
     """
@@ -205,7 +205,8 @@ class AssetFinder:
         parts = [p for p in path.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts):
             return None
-        for start in range(len(parts)):
+        # Keep two segments at least: "img.png" alone would match any Tistory image.
+        for start in range(max(1, len(parts) - 1)):
             relative = "/".join(parts[start:])
             candidate = self.root / relative
             if self._is_image(candidate):
