@@ -5,7 +5,8 @@ page are cleaned by the same rules:
 
 1. the posts' own sanitizer (``markup.sanitize``, nh3) runs first: scripts, styles,
    inline ``style`` attributes, event handlers and forms go (embedded ``<iframe>``
-   players are kept as a plain link to the video first);
+   players are kept as a plain link to the video first, and elements hidden with
+   ``display:none`` are dropped);
 2. platform chrome is removed, not imported as text: Tistory's "'…' 카테고리의 다른
    글" block and its 공감/구독/댓글 buttons, share and subscribe widgets, "Continue
    reading" tails, "The post … appeared first on …" lines, tracking pixels (1×1
@@ -82,7 +83,10 @@ _TRACKERS = re.compile(
 _FOOTNOTE_REF = re.compile(r"^#(fn[:\-_]?|footnote-?)(?P<n>\d+)$")
 _FOOTNOTE_DEF_ID = re.compile(r"^(fn[:\-_]?|footnote-)(?P<n>\d+)$")
 _EMBED = re.compile(r"^https://(www\.)?(youtube\.com|youtube-nocookie\.com|player\.vimeo\.com)/")
+_HIDDEN = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _LANGUAGE = re.compile(r"(?:^|\s)(?:language|lang|brush:?)-?(?P<lang>[A-Za-z0-9+#_-]+)")
+# Footnote references pass the converter as private-use marks, so "[^1]" is not escaped.
+_NOTE_OPEN, _NOTE_CLOSE = "\ue000", "\ue001"
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 ImageResolver = Callable[[str], str]
@@ -90,10 +94,9 @@ ImageResolver = Callable[[str], str]
 
 def html_to_markdown(html: str, resolve_image: ImageResolver | None = None) -> str:
     """Clean ``html`` of platform chrome and convert it to Markdown."""
-    html = _embeds_as_links(html)
+    html = _before_sanitizing(html.replace(_NOTE_OPEN, "").replace(_NOTE_CLOSE, ""))
     soup = BeautifulSoup(markup.sanitize(html), "html.parser")
     remove_chrome(soup)
-    _escape_table_pipes(soup)
     for link in soup.find_all("a", class_="image-link"):  # Substack wraps images in a link
         link.unwrap()
     if resolve_image is not None:
@@ -103,6 +106,7 @@ def html_to_markdown(html: str, resolve_image: ImageResolver | None = None) -> s
                 image["src"] = resolve_image(src)
     notes = _footnotes(soup)
     text = _Converter().convert_soup(soup)
+    text = text.replace(_NOTE_OPEN, "[^").replace(_NOTE_CLOSE, "]")  # after escaping
     text = _BLANK_LINES.sub("\n\n", _strip_related_tail(text)).strip()
     if notes:
         text += "\n\n" + "\n".join(f"[^{n}]: {note}" for n, note in notes)
@@ -190,11 +194,14 @@ def _is_pixel(tag: Tag) -> bool:
     return bool(_TRACKERS.search(str(tag.get("src") or "")))
 
 
-def _embeds_as_links(html: str) -> str:
-    """Keep a video embed as a link (the sanitizer drops iframes with their content)."""
-    if "<iframe" not in html:
+def _before_sanitizing(html: str) -> str:
+    """What the sanitizer would lose: video embeds (kept as links) and the ``style`` that
+    hides an element (``display:none`` text is tracking or SEO filler, not the article)."""
+    if "<iframe" not in html and "display" not in html and "visibility" not in html:
         return html
     soup = BeautifulSoup(html, "html.parser")
+    for tag in soup.find_all(style=_HIDDEN):
+        tag.decompose()
     for frame in soup.find_all("iframe"):
         src = str(frame.get("src") or "")
         if _EMBED.match(src):
@@ -204,13 +211,6 @@ def _embeds_as_links(html: str) -> str:
             paragraph.append(link)
             frame.replace_with(paragraph)
     return str(soup)
-
-
-def _escape_table_pipes(soup: BeautifulSoup) -> None:
-    for cell in soup.find_all(["td", "th"]):
-        for text in list(cell.find_all(string=True)):
-            if "|" in text:
-                text.replace_with(NavigableString(text.replace("|", "\\|")))
 
 
 def _footnotes(soup: BeautifulSoup) -> list[tuple[str, str]]:
@@ -253,7 +253,7 @@ def _footnotes(soup: BeautifulSoup) -> list[tuple[str, str]]:
         ref_match = _FOOTNOTE_REF.match(str(ref.get("href")))
         assert ref_match is not None
         holder = ref.parent if ref.parent is not None and ref.parent.name == "sup" else ref
-        holder.replace_with(NavigableString(f"[^{ref_match['n']}]"))
+        holder.replace_with(NavigableString(_NOTE_OPEN + ref_match["n"] + _NOTE_CLOSE))
     return notes
 
 
@@ -290,5 +290,6 @@ class _Converter(MarkdownConverter):
             code_language_callback=_language,
             table_infer_header=True,
             escape_underscores=False,
+            escape_misc=True,  # "<table>" or "1. " in text stay text, not HTML or a list
             newline_style="backslash",
         )
