@@ -165,7 +165,9 @@ def test_reimport_is_a_no_op_and_a_newer_export_updates(site: Path, tmp_path: Pa
     assert code == 0, output
     assert "Imported 0 new and 1 updated posts" in output
     assert "2025-06-19-러시아-경제부-장관의-경고.md (updated)" in output
-    assert "경기 후퇴" in _imported(site)["2025-06-19-러시아-경제부-장관의-경고.md"]
+    updated = _imported(site)["2025-06-19-러시아-경제부-장관의-경고.md"]
+    assert "경기 후퇴" in updated
+    assert 'aliases: ["/122"]\n' in updated  # kept once, not doubled by the update
 
 
 def test_dry_run_writes_nothing(site: Path, tmp_path: Path):
@@ -283,3 +285,27 @@ def test_pasted_related_list_is_cut_and_a_lone_file_name_is_not_a_match(site: Pa
         assert chrome not in body, chrome
     assert "![그림](https://cdn.example.com/dn/xyz/img.png)" in body  # not the local img.png
     assert not (site / "templates/static/imported").exists()
+
+
+def test_duplicate_items_and_reserved_old_paths(site: Path, tmp_path: Path):
+    twice = TISTORY_RSS.replace(
+        '<guid isPermaLink="true">https://world.tistory.com/122</guid>',
+        '<guid isPermaLink="true">https://world.tistory.com/123</guid>',
+    )
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, twice)))
+    assert code == 1
+    assert "has the id 'https://world.tistory.com/123' of rss.xml:" in output
+    archive = TISTORY_RSS.replace(
+        "<link>https://world.tistory.com/122</link>",
+        "<link>https://world.tistory.com/archive/</link>",
+    ).replace(
+        '<guid isPermaLink="true">https://world.tistory.com/122</guid>',
+        '<guid isPermaLink="false">post-122</guid>',
+    )
+    export = _export(tmp_path, archive, "archive.xml")
+    code, output = invoke(site, "import", "feed", str(export))
+    assert code == 0, output
+    assert "old path /archive/ is a page of this site; not redirected" in output
+    build(load_config(site), NOW, output=site / "public")
+    code, output = invoke(site, "import", "feed", str(export))
+    assert code == 0 and "Nothing changed" in output, output

@@ -67,17 +67,29 @@ def plan_import(config: Config, parsed: Parsed, options: Options) -> Plan:
     writes: list[Write] = []
     unchanged: list[tuple[ImportedPost, str]] = []
     chosen = sorted(parsed.posts, key=lambda p: (p.date, p.source))
+    first_at: dict[str, str] = {}
+    problems = list(parsed.problems)
     for post in chosen:
+        if post.source in first_at:
+            problems.append(
+                Problem(
+                    Location(post.item),
+                    f"'{post.title}' has the id {post.source_id!r} of {first_at[post.source]} "
+                    "too; an export lists each post once",
+                )
+            )
+            continue
+        first_at[post.source] = post.item
         if options.since is not None and post.date < options.since:
             skipped.append(f"{post.item}: '{post.title}' is older than --since")
             continue
-        post = map_names(post, options.category_map)
+        post = _without_reserved_aliases(map_names(post, options.category_map), skipped)
         before = by_source.get(post.source)
         if before is not None and before.extra.get("source_digest") == digest(post):
             unchanged.append((post, before.source))
             continue
         writes.append(_write_for(config, post, before, taken))
-    problems = [*parsed.problems, *_check(config, writes)]
+    problems.extend(_check(config, writes))
     return Plan(tuple(writes), tuple(unchanged), tuple(skipped), tuple(problems))
 
 
@@ -86,7 +98,8 @@ def _write_for(config: Config, post: ImportedPost, before: Post | None, taken: s
         # An update keeps what the site decided since: the file, its slug (perhaps renamed),
         # its aliases and its feed id.
         slug = before.slug
-        aliases = tuple(dict.fromkeys((*before.aliases, *_clean_aliases(post, slug))))
+        kept = tuple(f"/{a}" for a in before.aliases)
+        aliases = tuple(dict.fromkeys((*kept, *_clean_aliases(post, slug))))
         # Post.id once the 'id' field is known to the reader; extra["id"] before that.
         feed_id = str(getattr(before, "id", None) or before.extra.get("id") or _feed_id(post))
         text = post_text(post, slug=slug, aliases=aliases, feed_id=feed_id)
@@ -106,6 +119,22 @@ def _free_slug(config: Config, post: ImportedPost, taken: set[str]) -> str:
         slug = f"{post.slug}-{number}"
     taken.add(slug_key(slug))
     return slug
+
+
+# Paths the build writes itself: an old URL there cannot redirect (the new page wins).
+_RESERVED_FILES = {"index.html", "404.html", "sitemap.xml", "robots.txt", "feed.xml", "atom.xml"}
+_RESERVED_FOLDERS = {"archive", "category", "tag", "page", "static"}
+
+
+def _without_reserved_aliases(post: ImportedPost, notes: list[str]) -> ImportedPost:
+    kept = []
+    for alias in post.aliases:
+        parts = alias.strip("/").split("/")
+        if alias.strip("/") in _RESERVED_FILES or parts[0] in _RESERVED_FOLDERS:
+            notes.append(f"{post.item}: old path {alias} is a page of this site; not redirected")
+        else:
+            kept.append(alias)
+    return replace(post, aliases=tuple(kept))
 
 
 def _clean_aliases(post: ImportedPost, slug: str) -> tuple[str, ...]:
