@@ -309,3 +309,15 @@ def test_duplicate_items_and_reserved_old_paths(site: Path, tmp_path: Path):
     build(load_config(site), NOW, output=site / "public")
     code, output = invoke(site, "import", "feed", str(export))
     assert code == 0 and "Nothing changed" in output, output
+
+
+def test_the_help_example_works_on_the_sample_site():
+    from conftest import REPO
+
+    before = sorted(p.name for p in (REPO / "posts").iterdir())
+    code, output = invoke(
+        REPO, "import", "feed", str(REPO / "examples/import/tistory-rss.xml"), "--dry-run"
+    )
+    assert code == 0, output
+    assert "would write posts/2025-06-20-미중-기술-격차.md (new)" in output
+    assert sorted(p.name for p in (REPO / "posts").iterdir()) == before

@@ -104,7 +104,7 @@ def import_command(
 
     \b
     Example:
-        publisher import feed tistory-rss.xml --dry-run
+        publisher import feed examples/import/tistory-rss.xml --dry-run
         publisher import wordpress export.xml --category-map Uncategorized=
         publisher import substack ./substack-export --since 2024-01-01
     """
