@@ -22,7 +22,11 @@ from publisher.publish.importers import (
     Options,
     Parsed,
     PostImportError,
+    feed,
+    ghost,
     parse_date,
+    substack,
+    wordpress,
 )
 from publisher.publish.importers.plan import AssetFinder, Plan, apply, plan_import
 from publisher.publish.rename import Rename, renamed_text
@@ -33,23 +37,13 @@ from publisher.publish.slugs import is_valid_slug, slug_from_filename, slug_key
 def _parse(source: str, file: Path, config: Config, options: Options) -> Parsed:
     zone = config.site.timezone
     finder = AssetFinder(file if file.is_dir() else file.parent, source, options.assets_dir)
-    if source == "feed":
-        from publisher.publish.importers import feed
-
-        return feed.parse(file, zone, finder)
-    if source == "wordpress":
-        from publisher.publish.importers import wordpress
-
-        return wordpress.parse(file, zone, finder)
-    if source == "ghost":
-        from publisher.publish.importers import ghost
-
-        return ghost.parse(file, zone, finder)
-    if source == "substack":
-        from publisher.publish.importers import substack
-
-        return substack.parse(file, zone, finder)
-    raise PublisherError(f"unknown source {source!r}")
+    readers = {
+        "feed": feed.parse,
+        "wordpress": wordpress.parse,
+        "ghost": ghost.parse,
+        "substack": substack.parse,
+    }
+    return readers[source](file, zone, finder)
 
 
 def _category_map(pairs: tuple[str, ...]) -> dict[str, str]:

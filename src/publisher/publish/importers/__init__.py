@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from email.utils import parsedate_to_datetime
+from html import unescape
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -205,8 +206,6 @@ _TAG_TEXT = re.compile(r"<[^>]+>")
 
 def plain(html: str) -> str:
     """Text of a short HTML fragment (a summary or a title)."""
-    from html import unescape
-
     return " ".join(unescape(_TAG_TEXT.sub(" ", html)).split())
 
 

@@ -165,7 +165,7 @@ def _check(config: Config, writes: list[Write]) -> list[Problem]:
             path.write_text(write.text, encoding="utf-8")
             post, found = read_post(path, write.relative, config)
             where = f"{write.post.item} ('{write.post.title}')"
-            for problem in [*found.problems]:
+            for problem in found.problems:
                 line = f":{problem.location.line}" if problem.location.line else ""
                 problems.append(
                     Problem(Location(where), f"{write.relative}{line}: {problem.message}")
