@@ -80,8 +80,9 @@ def invoke(root: Path, *args: str) -> tuple[int, str]:
     cli_module._register_commands()
     result = CliRunner().invoke(cli_module.cli, ["--site", str(root), *args])
     if result.exception and not isinstance(result.exception, SystemExit):
-        message = getattr(result.exception, "message", None)
-        return 1, result.output + (message or repr(result.exception))
+        message = getattr(result.exception, "message", None) or repr(result.exception)
+        hint = getattr(result.exception, "hint", None) or ""
+        return 1, f"{result.output}{message}\nhint: {hint}"
     return result.exit_code, result.output
 
 
@@ -321,3 +322,17 @@ def test_the_help_example_works_on_the_sample_site():
     assert code == 0, output
     assert "would write posts/2025-06-20-미중-기술-격차.md (new)" in output
     assert sorted(p.name for p in (REPO / "posts").iterdir()) == before
+
+
+def test_the_strict_reader_checks_every_file_before_any_is_written(site: Path, tmp_path: Path):
+    bad = TISTORY_RSS.replace(
+        "<title>러시아 경제부 장관의 경고</title>", "<title>=?utf-8?q?x?=</title>"
+    )
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, bad)))
+    assert code == 1
+    assert (
+        "item 2 ('=?utf-8?q?x?='): posts/2025-06-19-utf-8-q-x.md:2: 'title' must not contain '=?'"
+        in output
+    )
+    assert "Nothing was written" in output
+    assert _imported(site) == {}
