@@ -336,3 +336,24 @@ def test_the_strict_reader_checks_every_file_before_any_is_written(site: Path, t
     )
     assert "Nothing was written" in output
     assert _imported(site) == {}
+
+
+NAVER = """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>네이버 블로그</title><link>https://blog.naver.com/econ</link>
+<item>
+<author>econ</author><category><![CDATA[경제 읽기]]></category>
+<title><![CDATA[환율과 물가]]></title>
+<link>https://blog.naver.com/econ/223456789012?fromRss=true&amp;trackingCode=rss</link>
+<guid>https://blog.naver.com/econ/223456789012</guid>
+<description><![CDATA[<p>환율이 오르면 물가가 오릅니다.</p>]]></description>
+<pubDate>Mon, 03 Mar 2025 21:15:00 +0900</pubDate>
+<tag><![CDATA[환율,물가]]></tag>
+</item></channel></rss>"""
+
+
+def test_naver_blog_feed(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path, NAVER, "naver.xml")))
+    assert code == 0, output
+    text = _imported(site)["2025-03-03-환율과-물가.md"]
+    assert 'category: "경제 읽기"' in text and 'tags: ["환율", "물가"]' in text
+    assert 'aliases: ["/econ/223456789012"]' in text

@@ -57,3 +57,17 @@ def test_images_go_through_the_resolver_and_nothing_else_is_fetched():
     assert seen == ["https://x.example/a.png", "https://x.example/b.jpg"]
     assert "![가](../../static/imported/feed/a.png)" in text
     assert "![나](https://x.example/b.jpg)" in text
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [
+        '<p><a href="https://medium.com/p/1">제목</a> was originally published in '
+        '<a href="https://medium.com/pub">Pub</a> on Medium, where people are continuing the '
+        "conversation by highlighting and responding to this story.</p>"
+        '<img src="https://medium.com/_/stat?event=post.clientViewed&amp;postId=1" width="1" height="1" alt="">',
+        '<div class="blogger-post-footer"><img width="1" height="1" src="https://blogger.googleusercontent.com/tracker/1"></div>',
+    ],
+)
+def test_medium_and_blogger_footers_are_removed(footer: str):
+    assert html_to_markdown(f"<p>본문입니다.</p>{footer}") == "본문입니다.\n"

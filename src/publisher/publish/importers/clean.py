@@ -63,6 +63,8 @@ CHROME_CLASSES = frozenset(
         "post-ufi",
         # Ghost
         "kg-signup-card",
+        # Blogger
+        "blogger-post-footer",
     }
 )
 _RELATED_HEADING = re.compile(r"^\s*['‘’\"“”].+['‘’\"“”]\s*카테고리의\s*다른\s*글\s*$")
@@ -74,7 +76,11 @@ _CONTINUE = re.compile(
     r"^\s*(continue reading|read more|keep reading|계속\s*읽기|더\s*보기|더보기)\b",
     re.IGNORECASE,
 )
-_APPEARED_FIRST = re.compile(r"^\s*The post .+ appeared first on .+\.?\s*$", re.DOTALL)
+_APPEARED_FIRST = re.compile(
+    r"^\s*(The post .+ appeared first on .+|.+ was originally published in .+ on Medium, "
+    r"where people are continuing the conversation .+)\.?\s*$",
+    re.DOTALL,
+)
 _TRACKERS = re.compile(
     r"(feeds\.feedburner\.com/~r/|/~ff/|pixel\.wp\.com|stats\.wordpress\.com|"
     r"/open\?|/track/open|\.gif\?.*(utm|uid|id)=)",
@@ -157,7 +163,8 @@ def _strip_related_tail(text: str) -> str:
 
 
 def _is_widget(tag: Tag, text: str) -> bool:
-    """A 공감/구독 button, a "Continue reading" paragraph or "The post … appeared first on"."""
+    """A 공감/구독 button, a "Continue reading" paragraph, WordPress's "The post … appeared
+    first on …" or Medium's "… was originally published in … on Medium" footer."""
     if text in _WIDGET_TEXT and not tag.find("img"):
         return True
     if tag.name != "p":

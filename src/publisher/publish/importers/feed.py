@@ -2,7 +2,8 @@
 
 RSS: ``content:encoded`` when present, else ``description`` (Tistory puts the whole
 article there, related-posts block and all). The first ``<category>`` is the
-category and the others are tags, as Tistory writes them. Atom: ``content`` (or
+category and the others are tags, as Tistory writes them (Naver Blog's ``<tag>a,b</tag>``
+adds tags). Atom: ``content`` (or
 ``summary``), ``category/@term``, ``published``/``updated``. The item's ``guid``/``id``
 is its source id and stays its feed id, so readers of the old feed see no duplicates.
 """
@@ -80,6 +81,8 @@ def _rss_item(item: etree._Element, where: str, zone: tzinfo, finder: AssetFinde
     encoded = _text(item.find(CONTENT))
     html = encoded or description
     names = [_text(c) for c in item.findall("category") if _text(c)]
+    # Naver Blog: <tag>경제,환율</tag> beside its one <category>.
+    names += [t.strip() for t in _text(item.find("tag")).split(",") if t.strip()]
     summary = plain(description) if encoded and description else ""
     return _post(
         where,
