@@ -362,3 +362,12 @@ def test_substack_missing_body_is_listed_with_its_row(site: Path, tmp_path: Path
     )
     assert "posts.csv:3: '유료 노트': posts/98766.paid-notes.html is missing" in output
     assert _posts(site) == {}
+
+
+def test_a_folder_for_a_file_or_a_file_for_the_folder_is_refused(site: Path, tmp_path: Path):
+    code, output = invoke(site, "import", "feed", str(tmp_path))
+    assert code == 1 and "`import feed` takes a file, not a folder" in output
+    zipped = tmp_path / "export.zip"
+    zipped.write_bytes(b"PK\x03\x04")
+    code, output = invoke(site, "import", "substack", str(zipped))
+    assert code == 1 and "`import substack` takes the unzipped export folder" in output

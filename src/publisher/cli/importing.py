@@ -36,6 +36,9 @@ from publisher.publish.slugs import is_valid_slug, slug_from_filename, slug_key
 
 def _parse(source: str, file: Path, config: Config, options: Options) -> Parsed:
     zone = config.site.timezone
+    if (source == "substack") != file.is_dir():
+        wanted = "the unzipped export folder" if source == "substack" else "a file, not a folder"
+        raise PublisherError(f"{file}: `import {source}` takes {wanted}")
     finder = AssetFinder(file if file.is_dir() else file.parent, source, options.assets_dir)
     readers = {
         "feed": feed.parse,
