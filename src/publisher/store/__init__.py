@@ -1311,7 +1311,6 @@ class Store:
         return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
 
 
-_ACTIVE = SubscriberStatus.ACTIVE
 _SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
