@@ -135,6 +135,8 @@ def test_mailchimp_files_confirmation_tags_and_suppression_wins(
     )
     assert code == 0, err
     assert "states in the export: 1 active, 1 pending" in out
+    # the site has posts in 세계 only: 경제 is flagged, 세계 is not
+    assert "warning: categories this site has no posts in: 경제; readers with only" in err
     store = open_store(db_url)
     reader = store.find_subscriber("reader@example.com")
     assert reader is not None and reader.status == ACTIVE

@@ -229,6 +229,19 @@ def import_command(ctx: click.Context, file: Path, skip_invalid: bool, tool: str
             + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
             + f"; {result.suppressed} existing subscribers suppressed"
         )
+        _warn_unknown_categories(rows, _config(ctx))
+
+
+def _warn_unknown_categories(rows: list[NewSubscriber], config: Config) -> None:
+    """Tags that are no category of this site restrict a reader to posts nobody writes."""
+    known = {post.category for post in read_posts(config).posts if post.category}
+    unknown = sorted({c for row in rows for c in row.categories} - known)
+    if unknown:
+        _warn(
+            f"categories this site has no posts in: {', '.join(unknown)}; readers with only "
+            "those get no issue until a post has one (change them in the file, or rename the "
+            "category in your posts)"
+        )
 
 
 def read_subscriber_csv(file: Path) -> tuple[list[NewSubscriber], list[Problem]]:
