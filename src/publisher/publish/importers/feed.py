@@ -35,6 +35,7 @@ from publisher.publish.importers.plan import AssetFinder, image_field
 
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}encoded"
 DC_CREATOR = "{http://purl.org/dc/elements/1.1/}creator"
+DC_DATE = "{http://purl.org/dc/elements/1.1/}date"
 ATOM = "{http://www.w3.org/2005/Atom}"
 MEDIA = "{http://search.yahoo.com/mrss/}"
 SUMMARY_LIMIT = 500
@@ -52,8 +53,8 @@ def parse(file: Path, zone: tzinfo, finder: AssetFinder) -> Parsed:
         reader = _rss_item
     else:
         where = Location(str(file), root.sourceline)
-        raise_problems = Problem(where, f"not an RSS 2.0 or Atom feed (root element <{root.tag}>)")
-        return Parsed((), (), (raise_problems,))
+        problem = Problem(where, f"not an RSS 2.0 or Atom feed (root element <{root.tag}>)")
+        return Parsed((), (), (problem,))
     posts, problems = [], []
     for number, entry in enumerate(entries, start=1):
         item = f"{file.name}:{entry.sourceline}: item {number}"
@@ -76,7 +77,7 @@ def _rss_item(item: etree._Element, where: str, zone: tzinfo, finder: AssetFinde
         raise ValueError("has no <title>; give it one in the feed")
     if not guid:
         raise ValueError(f"'{title}' has neither <guid> nor <link>, so it cannot be matched later")
-    when = _text(item.find("pubDate")) or _text(item.find(DC_CREATOR.replace("creator", "date")))
+    when = _text(item.find("pubDate")) or _text(item.find(DC_DATE))
     description = _text(item.find("description"))
     encoded = _text(item.find(CONTENT))
     html = encoded or description
