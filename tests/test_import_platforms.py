@@ -245,6 +245,31 @@ GHOST = {
                         "published_at": None,
                     },
                     {
+                        "id": "6655aa04",
+                        "title": "옛 편집기 글",
+                        "slug": "old-editor",
+                        "html": None,
+                        "mobiledoc": json.dumps(
+                            {
+                                "version": "0.3.1",
+                                "atoms": [],
+                                "cards": [
+                                    ["markdown", {"markdown": "| 가 | 나 |\n|---|---|\n| 1 | 2 |"}]
+                                ],
+                                "markups": [["a", ["href", "https://ex.kr"]], ["strong"]],
+                                "sections": [
+                                    [1, "h2", [[0, [], 0, "머리말"]]],
+                                    [1, "p", [[0, [0], 1, "링크"], [0, [1], 1, " 강조"]]],
+                                    [10, 0],
+                                    [3, "ul", [[[0, [], 0, "하나"]], [[0, [], 0, "둘"]]]],
+                                ],
+                            }
+                        ),
+                        "type": "post",
+                        "status": "published",
+                        "published_at": "2020-02-29T15:00:00.000Z",
+                    },
+                    {
                         "id": "6655aa03",
                         "title": "About",
                         "slug": "about",
@@ -281,7 +306,11 @@ def test_ghost_export(site: Path, tmp_path: Path):
     assert code == 0, output
     assert "page 'About' (published)" in output
     files = _posts(site)
-    assert sorted(files) == ["2025-06-12-what-is-hbm.md", "2025-06-15-reasoning-models.md"]
+    assert sorted(files) == [
+        "2020-02-29-old-editor.md",
+        "2025-06-12-what-is-hbm.md",
+        "2025-06-15-reasoning-models.md",
+    ]
     text = files["2025-06-12-what-is-hbm.md"]
     assert "date: 2025-06-12 00:00:00+00:00" in text
     assert "updated: 2025-06-13 01:00:00+00:00" in text
@@ -296,6 +325,12 @@ def test_ghost_export(site: Path, tmp_path: Path):
     assert "draft: true" in lexical
     assert "## 요약" in lexical and "o1은 **느리지만** 정확합니다." in lexical
     assert "- 비용\n- 속도" in lexical
+    mobiledoc = files["2020-02-29-old-editor.md"]
+    assert "## 머리말" in mobiledoc and "[링크](https://ex.kr)**강조**" in mobiledoc.replace(
+        " **", "**"
+    )
+    assert "| 가 | 나 |\n| --- | --- |\n| 1 | 2 |" in mobiledoc
+    assert "- 하나\n- 둘" in mobiledoc
     out = _build(site)
     _redirects_to_post(out, "what-is-hbm/index.html", "what-is-hbm")
 
