@@ -333,6 +333,10 @@ def test_ghost_export(site: Path, tmp_path: Path):
     assert "- 하나\n- 둘" in mobiledoc
     out = _build(site)
     _redirects_to_post(out, "what-is-hbm/index.html", "what-is-hbm")
+    before = _posts(site)
+    code, output = invoke(site, "import", "ghost", str(export))
+    assert code == 0 and "Nothing changed" in output, output
+    assert _posts(site) == before
 
 
 def test_ghost_refuses_other_json(site: Path, tmp_path: Path):
@@ -383,6 +387,10 @@ def test_substack_export(site: Path, tmp_path: Path):
     _redirects_to_post(out, "p/mijung-gap/index.html", "mijung-gap")
     result = read_posts(load_config(site))
     assert not result.problems
+    before = _posts(site)
+    code, output = invoke(site, "import", "substack", str(folder))
+    assert code == 0 and "Nothing changed" in output, output
+    assert _posts(site) == before
 
 
 def test_substack_missing_body_is_listed_with_its_row(site: Path, tmp_path: Path):
