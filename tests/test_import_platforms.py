@@ -339,6 +339,16 @@ def test_ghost_export(site: Path, tmp_path: Path):
     assert _posts(site) == before
 
 
+def test_ghost_images_missing_from_the_folder_are_warned_about(site: Path, tmp_path: Path):
+    export = tmp_path / "ghost" / "export.json"
+    export.parent.mkdir()
+    export.write_text(json.dumps(GHOST, ensure_ascii=False), encoding="utf-8")
+    code, output = invoke(site, "import", "ghost", str(export))
+    assert code == 0, output
+    assert "warning: 2 images have no address of their own" in output
+    assert "(first: /content/images/2025/06/hbm.png)" in output
+
+
 def test_ghost_refuses_other_json(site: Path, tmp_path: Path):
     export = tmp_path / "x.json"
     export.write_text('{"posts": 3}', encoding="utf-8")

@@ -46,7 +46,16 @@ def _parse(source: str, file: Path, config: Config, options: Options) -> Parsed:
         "ghost": ghost.parse,
         "substack": substack.parse,
     }
-    return readers[source](file, zone, finder)
+    parsed = readers[source](file, zone, finder)
+    if finder.missing:
+        click.secho(
+            f"warning: {len(finder.missing)} images have no address of their own and are not in "
+            f"{finder.root} (first: {finder.missing[0]}); put the export's image folder beside "
+            "it and import again, or they stay broken links",
+            fg="yellow",
+            err=True,
+        )
+    return parsed
 
 
 def _category_map(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -32,6 +32,7 @@ from publisher.publish.importers import (
 from publisher.publish.importers.clean import html_to_markdown
 from publisher.publish.importers.plan import AssetFinder, image_field
 
+_GHOST_URL = "__GHOST_URL__"
 _DRAFT = {"published": False, "scheduled": False, "draft": True, "sent": True}
 
 
@@ -98,7 +99,7 @@ def _post(
     html = raw.get("html") or _lexical(raw.get("lexical")) or _mobiledoc(raw.get("mobiledoc"))
     if not html:
         raise ValueError(f"'{title}' has no html, lexical or mobiledoc content")
-    html = html.replace("__GHOST_URL__", "")
+    html = html.replace(_GHOST_URL, "")  # the old site's own URL: its paths are aliases here
     slug = str(raw.get("slug") or "")
     updated = parse_date(str(raw["updated_at"]), zone) if raw.get("updated_at") else None
     date = parse_date(str(when), zone)
@@ -116,7 +117,7 @@ def _post(
         summary=(raw.get("custom_excerpt") or None),
         author=author,
         draft=_DRAFT[str(raw.get("status"))],
-        image=image_field(finder, raw.get("feature_image") or None),
+        image=image_field(finder, str(raw.get("feature_image") or "").replace(_GHOST_URL, "")),
         aliases=(f"/{slug}/",) if slug else (),
         assets=finder.take(),
     )

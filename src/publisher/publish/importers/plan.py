@@ -220,10 +220,13 @@ class AssetFinder:
         self.root = export_dir.resolve() if export_dir else None
         self.prefix = f"{assets_dir}/{platform}"
         self.found: list[Asset] = []
+        self.missing: list[str] = []  # relative images the folder does not hold: broken links
 
     def __call__(self, src: str) -> str:
         """What the post links to: ``../../static/imported/…`` for a copy, else ``src``."""
         asset = self.local(src)
+        if asset is None and "://" not in src and not src.startswith("data:"):
+            self.missing.append(src)
         return quote("../../" + asset.target) if asset else src
 
     def local(self, src: str) -> Asset | None:
@@ -266,6 +269,8 @@ def image_field(finder: AssetFinder, src: str | None) -> str | None:
     if not src:
         return None
     asset = finder.local(src)
+    if asset is None and "://" not in src:
+        finder.missing.append(src)
     return asset.target if asset else src
 
 
