@@ -129,34 +129,38 @@ def import_command(
     plan = plan_import(config, parsed, options)
     if plan.problems:
         raise PostImportError(plan.problems, hint="Nothing was written; fix the export or the map.")
-    _report(plan, dry_run)
+    _report(plan, dry_run, config)
     if not dry_run:
         apply(config, plan)
-        _summary(plan, config)
+    _summary(plan, config, dry_run)
 
 
-def _report(plan: Plan, dry_run: bool) -> None:
+def _report(plan: Plan, dry_run: bool, config: Config) -> None:
     verb = "would write" if dry_run else "writing"
     for write in plan.writes:
         click.echo(f"{verb} {write.relative} ({write.action}) from {write.post.item}")
         if dry_run:
             click.echo("  " + write.text.split("\n---\n", 1)[0].replace("\n", "\n  "))
     for asset in plan.assets:
-        click.echo(f"{'would copy' if dry_run else 'copying'} {asset.path} → {asset.target}")
+        target = f"{config.build.templates_dir}/{asset.target}"
+        click.echo(f"{'would copy' if dry_run else 'copying'} {asset.path} → {target}")
     for skipped in plan.skipped:
         click.echo(f"skipped {skipped}")
 
 
-def _summary(plan: Plan, config: Config) -> None:
+def _summary(plan: Plan, config: Config, dry_run: bool) -> None:
     new = sum(1 for w in plan.writes if w.action == "new")
     updated = len(plan.writes) - new
+    verb, copied = ("Would import", "to copy") if dry_run else ("Imported", "copied")
     click.echo(
-        f"Imported {new} new and {updated} updated posts into {config.build.posts_dir}/ "
-        f"({len(plan.unchanged)} unchanged, {len(plan.skipped)} skipped, "
-        f"{len(plan.assets)} images copied into {config.build.templates_dir}/static/imported/)."
+        f"{verb} {new} new and {updated} updated posts into {config.build.posts_dir}/ "
+        f"({len(plan.unchanged)} unchanged, {len(plan.skipped)} skipped, {len(plan.assets)} "
+        f"images {copied} into {config.build.templates_dir}/static/imported/)."
     )
-    if not plan.writes:
+    if not plan.writes and plan.unchanged:
         click.echo("Nothing changed: every post matches an earlier import.")
+    elif not plan.writes:
+        click.echo("Nothing to import: the export holds no posts (see 'skipped' above).")
 
 
 @click.command("rename")
