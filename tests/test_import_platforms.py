@@ -60,6 +60,15 @@ WXR = """<?xml version="1.0" encoding="UTF-8" ?>
     <category domain="post_tag" nicename="fx"><![CDATA[환율]]></category>
     <category domain="post_tag" nicename="bok"><![CDATA[한국은행]]></category>
     <wp:postmeta><wp:meta_key><![CDATA[_thumbnail_id]]></wp:meta_key><wp:meta_value><![CDATA[7]]></wp:meta_value></wp:postmeta>
+    <wp:postmeta><wp:meta_key><![CDATA[_wp_old_slug]]></wp:meta_key><wp:meta_value><![CDATA[fx-news]]></wp:meta_value></wp:postmeta>
+  </item>
+  <item>
+    <title><![CDATA[지운 글]]></title>
+    <content:encoded><![CDATA[<p>휴지통</p>]]></content:encoded>
+    <wp:post_id>104</wp:post_id>
+    <wp:post_date><![CDATA[2025-05-01 10:00:00]]></wp:post_date>
+    <wp:status><![CDATA[trash]]></wp:status>
+    <wp:post_type><![CDATA[post]]></wp:post_type>
   </item>
   <item>
     <title><![CDATA[쓰는 중인 글]]></title>
@@ -140,6 +149,7 @@ def test_wordpress_export(site: Path, tmp_path: Path):
     assert code == 0, output
     assert "skipped 1 × attachment (only posts are imported)" in output
     assert "skipped 1 × page" in output and "skipped 1 × revision" in output
+    assert "skipped 1 × post (trash)" in output
     files = _posts(site)
     assert sorted(files) == ["2025-06-20-환율-뉴스.md", "2025-07-01-쓰는-중인-글.md"]
     text = files["2025-06-20-환율-뉴스.md"]
@@ -147,7 +157,7 @@ def test_wordpress_export(site: Path, tmp_path: Path):
     assert 'category: "경제"' in text and 'tags: ["환율", "한국은행"]' in text
     assert 'author: "김경제"' in text
     assert 'summary: "환율 기사에서 먼저 볼 세 가지."' in text
-    assert 'aliases: ["/2025/06/환율-뉴스/"]' in text
+    assert 'aliases: ["/2025/06/환율-뉴스/", "/2025/06/fx-news/"]' in text
     assert 'id: "https://econ.example.kr/?p=101"' in text
     assert 'image: "static/imported/wordpress/wp-content/uploads/2025/06/chip.png"' in text
     assert "환율이 오르면 **수입 물가**가 오릅니다.\\\n줄바꿈도 있습니다." in text
@@ -162,6 +172,7 @@ def test_wordpress_export(site: Path, tmp_path: Path):
     assert "aliases" not in draft  # ?p=102 is not a path
     out = _build(site)
     _redirects_to_post(out, "2025/06/환율-뉴스/index.html", "환율-뉴스")
+    _redirects_to_post(out, "2025/06/fx-news/index.html", "환율-뉴스")
     assert (out / "static/imported/wordpress/wp-content/uploads/2025/06/chip.png").is_file()
     page = (out / "posts/환율-뉴스/index.html").read_text(encoding="utf-8")
     assert 'src="../../static/imported/wordpress/wp-content/uploads/2025/06/chip.png"' in page

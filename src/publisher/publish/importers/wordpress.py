@@ -7,7 +7,8 @@ draft/pending/private → draft, trash skipped), ``wp:post_date`` in the blog's 
 with ``wp:post_date_gmt`` giving the offset, ``wp:post_name`` (percent-encoded for
 Hangul), ``category`` with ``domain="category"``/``"post_tag"``, ``dc:creator`` (an
 author login, shown by its ``wp:author_display_name``), ``excerpt:encoded`` and the
-``_thumbnail_id`` attachment as the image. Classic-editor content has no ``<p>``:
+``_thumbnail_id`` attachment as the image; ``_wp_old_slug`` values (WordPress
+redirected those itself) become aliases too. Classic-editor content has no ``<p>``:
 blank lines separate paragraphs there (what WordPress's ``wpautop`` does).
 """
 
@@ -17,6 +18,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from urllib.parse import unquote
 
 from lxml import etree
 
@@ -113,12 +115,23 @@ def _post(
     tags = [_text(c) for c in item.findall("category") if c.get("domain") == "post_tag"]
     login = _text(item.find(DC_CREATOR))
     excerpt = plain(_text(item.find(wp[:-1] + "excerpt/}encoded")))
-    thumbnail = ""
+    thumbnail, old_slugs = "", []
     for meta in item.findall(f"{wp}postmeta"):
-        if _text(meta.find(f"{wp}meta_key")) == "_thumbnail_id":
-            thumbnail = attachments.get(_text(meta.find(f"{wp}meta_value")), "")
+        key, value = _text(meta.find(f"{wp}meta_key")), _text(meta.find(f"{wp}meta_value"))
+        if key == "_thumbnail_id":
+            thumbnail = attachments.get(value, "")
+        elif key == "_wp_old_slug" and value:
+            old_slugs.append(value)  # WordPress redirected these itself; so do we
     link = _text(item.find("link"))
     alias = path_of(link) if "?" not in link else None
+    aliases = [alias] if alias else []
+    if alias:
+        name = _text(item.find(f"{wp}post_name"))
+        for old in old_slugs:
+            head, found, tail = alias.rpartition(unquote(name))
+            renamed = path_of(head + unquote(old) + tail) if name and found else None
+            if renamed and renamed != alias:
+                aliases.append(renamed)
     html = _autop(_SHORTCODE.sub("", _text(item.find(CONTENT))))
     if not html.strip():
         raise ValueError(f"'{title}' has no content")
@@ -137,7 +150,7 @@ def _post(
         author=authors.get(login) or login or None,
         draft=_STATUS_DRAFT[_text(item.find(f"{wp}status"))],
         image=image_field(finder, thumbnail or None),
-        aliases=(alias,) if alias else (),
+        aliases=tuple(dict.fromkeys(aliases)),
         feed_id=_text(item.find("guid")) or None,
         assets=finder.take(),
     )
