@@ -357,3 +357,13 @@ def test_naver_blog_feed(site: Path, tmp_path: Path):
     text = _imported(site)["2025-03-03-환율과-물가.md"]
     assert 'category: "경제 읽기"' in text and 'tags: ["환율", "물가"]' in text
     assert 'aliases: ["/econ/223456789012"]' in text
+
+
+def test_an_old_path_on_an_existing_page_is_refused_before_writing(site: Path, tmp_path: Path):
+    from builders import write_post
+
+    write_post(site, "mine.md", title="내 글", slug="mine", aliases='["/122"]')
+    code, output = invoke(site, "import", "feed", str(_export(tmp_path)))
+    assert code == 1
+    assert "its old path /122 is already taken by posts/mine.md; keep it on one post only" in output
+    assert sorted(_imported(site)) == ["mine.md"]

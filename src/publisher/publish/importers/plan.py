@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, unquote, urlsplit
@@ -27,6 +28,7 @@ from publisher.publish.importers import (
     map_names,
     post_text,
 )
+from publisher.publish.redirects import Redirect
 from publisher.publish.slugs import slug_key
 
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
@@ -89,7 +91,7 @@ def plan_import(config: Config, parsed: Parsed, options: Options) -> Plan:
             unchanged.append((post, before.source))
             continue
         writes.append(_write_for(config, post, before, taken))
-    problems.extend(_check(config, writes))
+    problems.extend(_check(config, writes, existing))
     return Plan(tuple(writes), tuple(unchanged), tuple(skipped), tuple(problems))
 
 
@@ -154,10 +156,18 @@ def _feed_id(post: ImportedPost) -> str:
     return f"urn:publisher-import:{post.platform}:{quote(post.source_id, safe='')}"[:_ID_LIMIT]
 
 
-def _check(config: Config, writes: list[Write]) -> list[Problem]:
-    """Run the strict reader on every file in a scratch folder; locate problems by item."""
+def _check(config: Config, writes: list[Write], existing: tuple[Post, ...]) -> list[Problem]:
+    """Run the strict reader on every file in a scratch folder; locate problems by item.
+
+    Then check what the build would write: no old path may land on another post's page
+    or old path, in the import or in the site (the build would refuse it later).
+    """
     problems: list[Problem] = []
-    seen_aliases: dict[str, str] = {}
+    replaced = {w.relative for w in writes}
+    taken: dict[str, str] = {}
+    for kept in existing:
+        if kept.source not in replaced:
+            _occupy(taken, kept, kept.source)
     with tempfile.TemporaryDirectory(prefix="publisher-import-") as scratch:
         for index, write in enumerate(writes):
             path = Path(scratch) / str(index) / PurePosixPath(write.relative).name
@@ -170,17 +180,27 @@ def _check(config: Config, writes: list[Write]) -> list[Problem]:
                 problems.append(
                     Problem(Location(where), f"{write.relative}{line}: {problem.message}")
                 )
-            for alias in post.aliases if post else ():
-                if alias in seen_aliases:
-                    problems.append(
-                        Problem(
-                            Location(where),
-                            f"old path /{alias} is also the old path of "
-                            f"{seen_aliases[alias]}; keep it on one post only",
-                        )
-                    )
-                seen_aliases.setdefault(alias, where)
+            if post is not None:
+                for clash in _occupy(taken, post, where):
+                    problems.append(Problem(Location(where), clash))
     return problems
+
+
+def _occupy(taken: dict[str, str], post: Post, owner: str) -> list[str]:
+    """Claim the post's page and its alias pages; say which ones someone else holds."""
+    page = f"posts/{post.slug}/index.html"
+    claims = [(page, f"its page {page}")]
+    for alias in post.aliases:
+        rule = Redirect(alias, f"posts/{post.slug}/", post.source)
+        if alias.rstrip("/") != f"posts/{post.slug}":
+            claims.append((rule.page_path, f"its old path /{alias}"))
+    clashes = []
+    for path, what in claims:
+        key = unicodedata.normalize("NFC", path).casefold()
+        if key in taken and taken[key] != owner:
+            clashes.append(f"{what} is already taken by {taken[key]}; keep it on one post only")
+        taken.setdefault(key, owner)
+    return clashes
 
 
 def apply(config: Config, plan: Plan) -> None:
