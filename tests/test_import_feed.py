@@ -312,16 +312,41 @@ def test_duplicate_items_and_reserved_old_paths(site: Path, tmp_path: Path):
     assert code == 0 and "Nothing changed" in output, output
 
 
-def test_the_help_example_works_on_the_sample_site():
+def test_the_help_examples_work_on_a_copy_of_the_sample_site(tmp_path: Path, monkeypatch):
+    """The import, rename and subscriber-import examples, run in order as --help shows them."""
+    import shlex
+    import shutil
+
+    from click.testing import CliRunner
     from conftest import REPO
 
-    before = sorted(p.name for p in (REPO / "posts").iterdir())
-    code, output = invoke(
-        REPO, "import", "feed", str(REPO / "examples/import/tistory-rss.xml"), "--dry-run"
-    )
-    assert code == 0, output
-    assert "would write posts/2025-06-20-미중-기술-격차.md (new)" in output
-    assert sorted(p.name for p in (REPO / "posts").iterdir()) == before
+    site = tmp_path / "site"
+    site.mkdir()
+    shutil.copy(REPO / "config.toml", site / "config.toml")
+    shutil.copytree(REPO / "posts", site / "posts")
+    shutil.copytree(REPO / "examples", site / "examples")
+    monkeypatch.chdir(site)
+    monkeypatch.delenv("PUBLISHER_DATABASE_URL", raising=False)
+    cli_module._register_commands()
+    commands = [
+        cli_module.cli.commands["import"],
+        cli_module.cli.commands["rename"],
+        cli_module.cli.commands["subscribers"].commands["import"],
+    ]
+    ran = 0
+    for command in commands:
+        for line in (command.help or "").split("Example", 1)[1].splitlines():
+            if "publisher" not in line or ("examples/" not in line and "rename" not in line):
+                continue
+            args = shlex.split(line.strip())[1:]
+            result = CliRunner().invoke(cli_module.cli, ["--site", str(site), *args])
+            assert result.exit_code == 0, f"{line}\n{result.output}\n{result.exception!r}"
+            ran += 1
+    assert ran == 6
+    assert (site / "posts/2025-06-12-hbm-basics.md").is_file()
+    assert sorted(p.name for p in (site / "posts").iterdir()) == sorted(
+        p.name.replace("what-is-hbm", "hbm-basics") for p in (REPO / "posts").iterdir()
+    )  # the dry runs wrote nothing
 
 
 def test_the_strict_reader_checks_every_file_before_any_is_written(site: Path, tmp_path: Path):

@@ -111,8 +111,9 @@ def import_command(
     \b
     Example:
         publisher import feed examples/import/tistory-rss.xml --dry-run
-        publisher import wordpress export.xml --category-map Uncategorized=
-        publisher import substack ./substack-export --since 2024-01-01
+        publisher import wordpress examples/import/wordpress.xml --category-map 경제=세계 --dry-run
+        publisher import ghost examples/import/ghost.json --dry-run
+        publisher import substack examples/import/substack --since 2025-06-21 --dry-run
     """
     config = load_config(Path(ctx.obj.root))
     options = Options(category_map=_category_map(category_map), since=_since(since_text, config))
@@ -177,7 +178,7 @@ def rename_command(ctx: click.Context, old: str, new: str) -> None:
 
     \b
     Example:
-        publisher rename us-china-tech-gap 미중-기술-격차
+        publisher rename what-is-hbm hbm-basics
     """
     config = load_config(Path(ctx.obj.root))
     now = datetime.now(UTC)

@@ -204,7 +204,7 @@ def import_command(ctx: click.Context, file: Path, skip_invalid: bool, tool: str
     \b
     Example:
         publisher subscribers import readers.csv
-        publisher subscribers import subscribed_members_export.csv --from mailchimp
+        publisher subscribers import examples/import/mailchimp-subscribed.csv --from mailchimp
         publisher subscribers import readers.csv --skip-invalid
     """
     if tool == "csv":
