@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 from lxml import html as lxml_html
 
 from builders import write_config
+from conftest import REPO
 from publisher.cli import main as cli_module
 from publisher.config import load_config
 from publisher.publish.build import build
@@ -314,12 +317,6 @@ def test_duplicate_items_and_reserved_old_paths(site: Path, tmp_path: Path):
 
 def test_the_help_examples_work_on_a_copy_of_the_sample_site(tmp_path: Path, monkeypatch):
     """The import, rename and subscriber-import examples, run in order as --help shows them."""
-    import shlex
-    import shutil
-
-    from click.testing import CliRunner
-    from conftest import REPO
-
     site = tmp_path / "site"
     site.mkdir()
     shutil.copy(REPO / "config.toml", site / "config.toml")
