@@ -78,6 +78,7 @@ def test_every_help_example_works_on_the_sample_site(tmp_path: Path, monkeypatch
     site.mkdir()
     shutil.copy(REPO / "config.toml", site / "config.toml")
     shutil.copytree(REPO / "posts", site / "posts")
+    shutil.copytree(REPO / "examples", site / "examples")  # the import examples name these files
     (site / "readers.csv").write_text("email\nnew@example.com\n", encoding="utf-8")
     monkeypatch.chdir(site)  # where "> reference.md" and "subscribers.csv" land
     for name in ("PUBLISHER_DATABASE_URL", "PUBLISHER_SMTP_URL", "DISPLAY", "WAYLAND_DISPLAY"):

@@ -49,6 +49,7 @@ def _register_commands() -> None:
         preview_command,
         serve_command,
     )
+    from publisher.cli.importing import import_command, rename_command
     from publisher.cli.run import run_command
     from publisher.cli.web import web_command
 
@@ -59,6 +60,8 @@ def _register_commands() -> None:
     cli.add_command(web_command)
     for command in cli_inbound.COMMANDS:  # inbound, suppressions (issue 12)
         cli.add_command(command)
+    cli.add_command(import_command)
+    cli.add_command(rename_command)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import make_msgid
@@ -28,6 +29,8 @@ from publisher.deliver.sender import (
     resume_issue,
     send_issue,
 )
+from publisher.deliver.subscriber_imports import FORMATS as IMPORT_FORMATS
+from publisher.deliver.subscriber_imports import read_export
 from publisher.deliver.tokens import TokenSigner, make_signer
 from publisher.deliver.transports import Outcome, smtp_settings, transport_factory
 from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
@@ -198,34 +201,71 @@ def list_command(ctx: click.Context, status: str | None) -> None:
 @subscribers_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows and report the others.")
+@click.option(
+    "--from",
+    "tool",
+    type=click.Choice(["csv", *IMPORT_FORMATS]),
+    default="csv",
+    show_default=True,
+    help="Whose export FILE is (their columns and states are read).",
+)
 @click.pass_context
-def import_command(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
-    """Import confirmed subscribers from a CSV with an `email` column.
+def import_command(ctx: click.Context, file: Path, skip_invalid: bool, tool: str) -> None:
+    """Import subscribers from a CSV with an `email` column, or from another tool's export.
 
-    An optional `categories` column lists categories separated by `;` or `,`.
-    All rows are checked first; a bad row stops the import and NOTHING is
-    imported (every bad row is reported with its line), unless --skip-invalid.
-    The import is one transaction. Consent is recorded as method "import" with
-    the file name as its source.
+    With `--from csv`: confirmed subscribers; an optional `categories` column lists
+    categories separated by `;` or `,`. With `--from substack|ghost|buttondown|
+    mailchimp|listmonk`: the tool's own columns; a reader is active only when the
+    export says they confirmed (else pending), unsubscribed and cleaned addresses are
+    kept as suppressed (never mailed), and lists, labels or tags become categories.
+    All rows are checked first; a bad row stops the import and NOTHING is imported
+    (every bad row is reported with its line), unless --skip-invalid. The import is
+    one transaction. Consent is recorded as method "import", with the tool and the
+    file name as its source and the export's sign-up date.
 
     \b
     Example:
         publisher subscribers import readers.csv
+        publisher subscribers import examples/import/mailchimp-subscribed.csv --from mailchimp
         publisher subscribers import readers.csv --skip-invalid
     """
-    rows, problems = read_subscriber_csv(file)
+    if tool == "csv":
+        rows, problems = read_subscriber_csv(file)
+    else:
+        rows, problems = read_export(file, tool)
     if problems and not skip_invalid:
         raise ImportProblems(problems, hint="Nothing was imported; fix the rows or --skip-invalid.")
     for problem in problems:
         _warn(f"skipped {problem}")
     store = _store(_config(ctx))
     rows, suppressed = _without_suppressed(store, rows)
-    result = store.import_subscribers(rows, Consent(ConsentMethod.IMPORT, source=file.name))
+    source = file.name if tool == "csv" else f"imported from {tool} ({file.name})"
+    result = store.import_subscribers(rows, Consent(ConsentMethod.IMPORT, source=source))
     click.echo(
         f"imported {result.added} subscribers from {file.name}; "
         f"{result.existing} already present, {len(problems)} invalid rows skipped"
         + (f", {suppressed} suppressed addresses skipped" if suppressed else "")
     )
+    if tool != "csv":
+        states = Counter(str(row.status) for row in rows)
+        click.echo(
+            "states in the export: "
+            + ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
+            + f"; {result.suppressed} existing subscribers suppressed"
+        )
+        _warn_unknown_categories(rows, _config(ctx))
+
+
+def _warn_unknown_categories(rows: list[NewSubscriber], config: Config) -> None:
+    """Tags that are no category of this site restrict a reader to posts nobody writes."""
+    known = {post.category for post in read_posts(config).posts if post.category}
+    unknown = sorted({c for row in rows for c in row.categories} - known)
+    if unknown:
+        _warn(
+            f"categories this site has no posts in: {', '.join(unknown)}; readers with only "
+            "those get no issue until a post has one (change them in the file, or rename the "
+            "category in your posts)"
+        )
 
 
 def _without_suppressed(store: Store, rows: list[NewSubscriber]) -> tuple[list[NewSubscriber], int]:

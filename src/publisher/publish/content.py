@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 from publisher.config import Config, Invalid
@@ -48,6 +49,7 @@ KNOWN_FIELDS = (
     "image",
     "language",
     "id",
+    "aliases",
 )
 MAX_ID_LENGTH = 200
 _DATETIME = re.compile(
@@ -81,6 +83,7 @@ class Post:
     extra: Mapping[str, Any] = field(default_factory=dict)
     language: str | None = None  # BCP 47; None means [site].language
     id: str | None = None  # stable identity across renames (front matter 'id'); None: the slug
+    aliases: tuple[str, ...] = ()  # old site-relative paths that redirect here ("entry/제목")
 
     def is_published(self, now: datetime) -> bool:
         """Public at ``now``: not a draft and not dated in the future (A20)."""
@@ -283,6 +286,7 @@ def _build_post(
     slug = _slug_field(fields, path, found)
     language = _language_field(fields, found)
     post_id = _id_field(fields, found)
+    aliases = _aliases_field(fields, found)
     if not body.strip():
         found.add("has no body text after the front matter; write the article or mark it draft")
     extra = {k: f.value for k, f in fields.items() if k not in KNOWN_FIELDS}
@@ -310,6 +314,7 @@ def _build_post(
         extra=extra,
         language=language,
         id=post_id,
+        aliases=aliases,
     )
 
 
@@ -323,6 +328,46 @@ def _language_field(fields: Mapping[str, Field], found: _PostProblems) -> str | 
     except Invalid as exc:
         found.add(f"'language' must be {exc}, got {text!r}", fields["language"].line)
         return None
+
+
+ALIAS_REFUSED = re.compile(r"[\s\\\"'<>{};$?#%]")
+
+
+def _aliases_field(fields: Mapping[str, Field], found: _PostProblems) -> tuple[str, ...]:
+    """Old URL paths of this post (``aliases: [/entry/제목, /123]``), stored without the first '/'.
+
+    Each becomes a redirect page and a line in the server redirect maps, so only plain
+    paths are taken: no scheme or host, query, fragment, '..', quotes or spaces.
+    """
+    entry = fields.get("aliases")
+    if entry is None or entry.value == "":
+        return ()
+    value = entry.value
+    if not isinstance(value, list) or not all(isinstance(a, str) and a.strip() for a in value):
+        found.add(
+            f"'aliases' must be a list of old paths such as [/entry/제목, /123], got "
+            f"{_shown(value)}",
+            entry.line,
+        )
+        return ()
+    paths: list[str] = []
+    for alias in value:
+        path = unicodedata.normalize("NFC", unquote(alias.strip()))
+        parts = path.strip("/").split("/")
+        if (
+            "://" in path
+            or ALIAS_REFUSED.search(path)
+            or _CONTROL.search(path)
+            or any(p in ("", ".", "..") for p in parts)
+        ):
+            found.add(
+                f"'aliases' entry {_shown(alias)} must be a path on this site such as "
+                "/2019/05/old-post/ (no host, query, '..', spaces or quotes)",
+                entry.line,
+            )
+            continue
+        paths.append(path.lstrip("/"))
+    return tuple(dict.fromkeys(paths))
 
 
 def _text_field(

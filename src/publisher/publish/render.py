@@ -17,6 +17,7 @@ import jinja2
 
 from publisher.publish import markup
 from publisher.publish.content import Post
+from publisher.publish.redirects import redirect_maps, redirects
 from publisher.publish.site import (
     Page,
     Site,
@@ -220,7 +221,26 @@ def render_pages(
     tree.add("404.html", renderer.page("404.html", "404.html", absolute=True))
     tree.add("sitemap.xml", render(renderer.env, "sitemap.xml", entries=sitemap_entries(site)))
     tree.add("robots.txt", render(renderer.env, "robots.txt", url=site.url))
+    _redirect_pages(renderer, tree)
     _static_files(renderer.env, tree)
+
+
+def _redirect_pages(renderer: PageRenderer, tree: OutputTree) -> None:
+    """A page at every post alias pointing at the post, and the server redirect maps."""
+    site = renderer.site
+    rules = redirects(site)
+    by_source = {post.source: post for post in site.posts}
+    for rule in rules:
+        html = render(
+            renderer.env,
+            "redirect.html",
+            site=site,
+            post=by_source[rule.source],
+            target=site.url(rule.target),
+        )
+        tree.add(rule.page_path, html, owner=f"{rule.source} (alias /{rule.alias})")
+    for path, text in redirect_maps(site, rules).items():
+        tree.add(path, text, owner="redirect maps")
 
 
 def _list_pages(

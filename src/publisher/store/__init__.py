@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -374,10 +374,17 @@ class Subscriber:
 
 @dataclass(frozen=True)
 class NewSubscriber:
-    """One subscriber to add; ``email`` must already be normalized."""
+    """One subscriber to add; ``email`` must already be normalized.
+
+    An import from another platform gives each row the state its export records:
+    ``active`` only when the export says the person confirmed, ``unsubscribed`` or
+    ``bounced`` (suppressed, never mailed), and when they consented (``consent_at``).
+    """
 
     email: str
     categories: tuple[str, ...] = ()
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    consent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -490,6 +497,7 @@ class DeliveryCounts:
 class ImportResult:
     added: int
     existing: int
+    suppressed: int = 0  # existing subscribers the export says unsubscribed or bounced
 
 
 # --- addresses --------------------------------------------------------------------------
@@ -695,6 +703,7 @@ class Store:
             "status": status,
             "created_at": now,
             "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
+            "unsubscribed_at": now if status in _SUPPRESSED else None,
             "bounce_count": 0,
             "state_version": 1,
             "consent_at": consent.at or now,
@@ -712,18 +721,43 @@ class Store:
         return None if new_id is None else int(new_id)
 
     def import_subscribers(self, rows: Sequence[NewSubscriber], consent: Consent) -> ImportResult:
-        """Add many normalized addresses in ONE transaction: all or nothing."""
+        """Add many normalized addresses in ONE transaction: all or nothing.
+
+        Existing addresses keep their state, except that a row the export marks
+        unsubscribed or bounced suppresses an existing active or pending subscriber:
+        suppression always wins, so nobody who left the old platform is mailed here.
+        """
         now = self.clock()
 
         def work(conn: Connection) -> ImportResult:
-            added = 0
+            added = suppressed = 0
             for row in rows:
                 cats = _categories(row.categories)
-                if self._insert_subscriber(conn, row.email, cats, consent, _ACTIVE, now):
+                given = replace(consent, at=row.consent_at) if row.consent_at else consent
+                if self._insert_subscriber(conn, row.email, cats, given, row.status, now):
                     added += 1
-            return ImportResult(added=added, existing=len(rows) - added)
+                elif row.status in _SUPPRESSED:
+                    suppressed += self._suppress(conn, row.email, row.status, now)
+            return ImportResult(added, len(rows) - added, suppressed)
 
         return self._run(work)
+
+    def _suppress(
+        self, conn: Connection, address: str, status: SubscriberStatus, now: datetime
+    ) -> int:
+        stmt = (
+            update(subscribers)
+            .where(
+                subscribers.c.email == address,
+                subscribers.c.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
+            )
+            .values(
+                status=status,
+                unsubscribed_at=now,
+                state_version=subscribers.c.state_version + 1,
+            )
+        )
+        return int(conn.execute(stmt).rowcount or 0)
 
     def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
         found = self._select_subscribers(subscribers.c.id == subscriber_id, limit=1)
@@ -1611,7 +1645,7 @@ class Store:
         return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
 
 
-_ACTIVE = SubscriberStatus.ACTIVE
+_SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
 def _recipient_filter(categories: Sequence[str], confirmed_before: datetime | None = None) -> Any:
