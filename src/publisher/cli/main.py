@@ -48,6 +48,7 @@ def _register_commands() -> None:
         preview_command,
         serve_command,
     )
+    from publisher.cli.editors import editors_group
     from publisher.cli.run import run_command
     from publisher.cli.web import web_command
 
@@ -56,6 +57,7 @@ def _register_commands() -> None:
     cli_newsletter.register(cli)  # subscribers, send, status, migrate
     cli.add_command(run_command)
     cli.add_command(web_command)
+    cli.add_command(editors_group)
 
 
 def main() -> None:

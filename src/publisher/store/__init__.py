@@ -258,8 +258,15 @@ def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t is not schema_version])
 
 
+def _migration_editors(conn: Connection) -> None:
+    """The editor's tables (publisher.store.editors); idempotent, order-independent."""
+    from publisher.store.editors import create_tables  # that module builds on this one
+
+    create_tables(conn)
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1,)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_migration_1, _migration_editors)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

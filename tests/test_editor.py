@@ -1,0 +1,429 @@
+"""The editor over HTTP: sign-in, sessions, CSRF, limits, the post list and saving posts.
+
+Starlette's TestClient drives the real app (the one `publisher web` serves) on a
+real SQLite or PostgreSQL database; post files are real files in a temporary site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from builders import write_config
+from editor_helpers import EDITOR, PASSWORD, Room, csrf_of, make_room
+from publisher.cli.main import _register_commands, cli
+from publisher.store import Store
+from publisher.store.editors import EditorStore, create_tables
+from publisher.web.editor.auth import SESSION_COOKIE, check_password, find_bearer
+
+
+@pytest.fixture
+def room(tmp_path: Path, db_url: str) -> Iterator[Room]:
+    built = make_room(tmp_path, db_url)
+    built.add_editor()
+    yield built
+    built.store.close()
+
+
+def signed_in(room: Room):
+    client = room.client()
+    answer = room.signin(client)
+    assert answer.status_code == 200, answer.text
+    return client, csrf_of(answer.text)
+
+
+def _without_tokens(html: str) -> str:
+    return re.sub(r'name="csrf" value="[^"]+"', "", html)
+
+
+# --- sessions and sign-in ---------------------------------------------------------------------
+
+PAGES = ["", "new", "edit/2025-06-10-one.md", "audit"]
+ACTIONS = ["save", "preview", "signout"]
+
+
+def test_nothing_is_reachable_without_a_session(room: Room):
+    client = room.client()
+    for path in PAGES:
+        answer = client.get(EDITOR + path)
+        assert answer.status_code == 401, path
+        assert 'action="https://blog.example.com/editor/signin"' in answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-robots-tag"] == "noindex"
+        assert "noindex" in answer.text
+        assert "첫 글" not in answer.text
+    for path in ACTIONS:
+        answer = client.post(EDITOR + path, data={"csrf": "x", "file": "2025-06-10-one.md"})
+        assert answer.status_code == 401, path
+        assert answer.headers["cache-control"] == "no-store"
+    forged = room.client()
+    forged.cookies.set(SESSION_COOKIE, "A" * 40, domain="blog.example.com", path="/editor/")
+    assert forged.get(EDITOR).status_code == 401
+
+
+def test_sign_in_sets_a_strict_http_only_secure_cookie_that_expires(room: Room):
+    client = room.client()
+    answer = room.signin(client)
+    assert answer.status_code == 200
+    assert "첫 글" in answer.text and "둘째 글" in answer.text
+    cookie = next(
+        v
+        for k, v in answer.headers.multi_items()
+        if k == "set-cookie" and SESSION_COOKIE + "=" in v
+    )
+    lowered = cookie.lower()
+    for attribute in ("httponly", "samesite=strict", "secure", "path=/editor/", "max-age=43200"):
+        assert attribute in lowered, cookie
+    assert client.get(EDITOR).status_code == 200
+    room.clock.advance(hours=12, seconds=1)
+    assert client.get(EDITOR).status_code == 401  # expired
+
+
+def test_http_base_url_gives_a_cookie_without_secure(tmp_path: Path):
+    built = make_room(tmp_path, base_url="http://127.0.0.1:9/editor/")
+    built.add_editor()
+    try:
+        client = built.client(base="http://127.0.0.1:9")
+        page = client.get("http://127.0.0.1:9/editor/signin")
+        answer = client.post(
+            "http://127.0.0.1:9/editor/signin",
+            data={"csrf": csrf_of(page.text), "name": "minji", "password": PASSWORD},
+        )
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"].lower()
+        assert "secure" not in cookie and "httponly" in cookie
+    finally:
+        built.store.close()
+
+
+def test_a_wrong_name_and_a_wrong_password_get_the_same_answer(room: Room):
+    client = room.client()
+    wrong_name = room.signin(client, name="nobody")
+    wrong_password = room.signin(client, password="not the password")
+    assert wrong_name.status_code == wrong_password.status_code == 401
+    assert _without_tokens(wrong_name.text) == _without_tokens(wrong_password.text)
+    assert SESSION_COOKIE + "=" not in wrong_name.headers.get("set-cookie", "")
+
+
+def test_sign_in_without_its_csrf_token_is_refused(room: Room):
+    client = room.client()
+    client.get(EDITOR + "signin")
+    answer = client.post(EDITOR + "signin", data={"name": "minji", "password": PASSWORD})
+    assert answer.status_code == 403
+    assert client.get(EDITOR).status_code == 401
+
+
+def test_login_attempts_are_limited_per_address_and_per_account(tmp_path: Path, db_url: str):
+    room = make_room(tmp_path, db_url, login_attempts_per_hour=3)
+    room.add_editor()
+    room.add_editor("jisu")
+    attacker = room.client(("198.51.100.1", 1))
+    for n in range(3):
+        assert room.signin(attacker, name=f"guess{n}", password="guess").status_code == 401
+    # The address is used up, even with a right name and password.
+    refused = room.signin(attacker)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3600"
+    assert room.signin(room.client(("198.51.100.2", 1))).status_code == 200  # others may
+    # The account too: many addresses guessing one name.
+    for n in range(3):
+        assert room.signin(room.client((f"192.0.2.{n + 1}", 1)), "jisu", "guess").status_code == 401
+    assert room.signin(room.client(("192.0.2.200", 1)), "jisu").status_code == 429
+    # An hour later both limits have passed.
+    room.clock.advance(hours=1, seconds=1)
+    assert room.signin(attacker).status_code == 200
+    assert room.signin(room.client(("192.0.2.201", 1)), "jisu").status_code == 200
+    room.store.close()
+
+
+def test_sign_out_ends_the_session_server_side(room: Room):
+    client, csrf = signed_in(room)
+    cookie = client.cookies.get(SESSION_COOKIE)
+    assert client.post(EDITOR + "signout", data={"csrf": csrf}).status_code == 200
+    replay = room.client()
+    replay.cookies.set(SESSION_COOKIE, cookie, domain="blog.example.com", path="/editor/")
+    assert replay.get(EDITOR).status_code == 401
+
+
+def test_a_post_without_the_sessions_csrf_token_changes_nothing(room: Room):
+    client, _csrf = signed_in(room)
+    before = (room.root / "posts/2025-06-10-one.md").read_bytes()
+    page = client.get(EDITOR + "edit/2025-06-10-one.md")
+    digest = re.search(r'name="digest" value="([0-9a-f]+)"', page.text).group(1)
+    for token in ("", "forged"):
+        answer = client.post(
+            EDITOR + "save",
+            data={
+                "csrf": token,
+                "file": "2025-06-10-one.md",
+                "digest": digest,
+                "title": "X",
+                "date": "2025-06-10 09:00",
+                "body": "바뀜",
+            },
+        )
+        assert answer.status_code == 403
+    _other, other_csrf = signed_in(room)  # another session's token does not fit this one
+    answer = client.post(
+        EDITOR + "save",
+        data={
+            "csrf": other_csrf,
+            "file": "2025-06-10-one.md",
+            "digest": digest,
+            "title": "X",
+            "date": "2025-06-10 09:00",
+            "body": "바뀜",
+        },
+    )
+    assert answer.status_code == 403
+    assert (room.root / "posts/2025-06-10-one.md").read_bytes() == before
+
+
+# --- the list and the edit page --------------------------------------------------------------
+
+
+def test_list_shows_states_search_and_category_filter(room: Room):
+    (room.root / "posts/2025-07-01-later.md").write_text(
+        "---\ntitle: 나중 글\ndate: 2025-07-01 09:00\ncategory: 세계\n---\n본문\n", encoding="utf-8"
+    )
+    (room.root / "posts/draft.md").write_text(
+        "---\ntitle: 쓰는 중\ndate: 2025-06-01\ndraft: true\n---\n본문\n", encoding="utf-8"
+    )
+    client, _ = signed_in(room)
+    page = client.get(EDITOR).text
+    assert "예약" in page and "2025-07-01 09:00 공개 예정" in page
+    assert "초안" in page and "쓰는 중" in page
+    assert "https://blog.example.com/posts/one/" in page  # published: its public URL
+    found = client.get(EDITOR, params={"q": "둘째"}).text
+    assert "둘째 글" in found and "첫 글" not in found
+    world = client.get(EDITOR, params={"category": "세계"}).text
+    assert "나중 글" in world and "둘째 글" not in world
+
+
+def save_form(page_html: str, **fields: str) -> dict[str, str]:
+    def value(name: str) -> str:
+        found = re.search(rf'name="{name}" value="([^"]*)"', page_html)
+        return found.group(1) if found else ""
+
+    import html
+
+    body = re.search(r'<textarea id="body" name="body"[^>]*>(.*?)</textarea>', page_html, re.S)
+    form = {
+        k: html.unescape(value(k))
+        for k in (
+            "csrf",
+            "file",
+            "digest",
+            "title",
+            "category",
+            "tags",
+            "date",
+            "summary",
+            "slug",
+            "image",
+        )
+    }
+    form["body"] = html.unescape(body.group(1)) if body else ""
+    if 'name="draft" checked' in page_html:
+        form["draft"] = "on"
+    form.update(fields)
+    return form
+
+
+def test_a_new_post_is_written_to_date_slug_md_with_an_id(room: Room):
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "new").text
+    answer = client.post(
+        EDITOR + "save",
+        data=save_form(
+            page,
+            title="새로운 글: 반도체",
+            date="2025-06-21 10:30",
+            tags="경제, 반도체",
+            slug="new-chips",
+            body="| 가 | 나 |\n|---|---|\n| 1 | 2 |\n",
+            category="기술",
+        ),
+    )
+    assert answer.status_code == 200, answer.text
+    path = room.root / "posts/2025-06-21-new-chips.md"
+    text = path.read_text(encoding="utf-8")
+    assert re.match(r"---\nid: [0-9a-f]{16}\n", text)
+    assert 'title: "새로운 글: 반도체"\n' in text  # ': ' needs quotes, and reads back exactly
+    assert "tags: [경제, 반도체]\n" in text and "draft: true\n" in text
+    assert "저장했습니다." in answer.text
+    entries = EditorStore(room.store).audit_log()
+    assert [(e.editor, e.action, e.target) for e in entries] == [
+        ("minji", "save", "posts/2025-06-21-new-chips.md")
+    ]
+
+
+def test_saving_keeps_unknown_keys_and_their_formatting(room: Room):
+    path = room.root / "posts/2025-06-10-one.md"
+    path.write_text(
+        "---\ntitle: 첫 글\n# a comment the editor keeps\nseries:   { name: 연재, part: 2 }\n"
+        "date: 2025-06-10 09:00\ncategory: 세계\nlegacy_id: 00123\n---\n본문입니다.\n",
+        encoding="utf-8",
+    )
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "edit/2025-06-10-one.md").text
+    answer = client.post(EDITOR + "save", data=save_form(page, title="고친 제목", body="새 본문\n"))
+    assert answer.status_code == 200, answer.text
+    assert path.read_text(encoding="utf-8") == (
+        "---\ntitle: 고친 제목\n# a comment the editor keeps\nseries:   { name: 연재, part: 2 }\n"
+        "date: 2025-06-10 09:00\ncategory: 세계\nlegacy_id: 00123\n---\n새 본문\n"
+    )
+
+
+def test_reader_problems_are_shown_next_to_their_field_and_nothing_is_written(room: Room):
+    path = room.root / "posts/2025-06-10-one.md"
+    before = path.read_bytes()
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "edit/2025-06-10-one.md").text
+    answer = client.post(
+        EDITOR + "save", data=save_form(page, date="2025-02-30 09:00", title="a =?b")
+    )
+    assert answer.status_code == 400
+    date_errors = re.search(
+        r'<ul class="field-errors" id="errors-date">(.*?)</ul>', answer.text, re.S
+    )
+    assert date_errors and "&#39;date&#39; is not a real date or time" in date_errors.group(1)
+    title_errors = re.search(r'id="errors-title">(.*?)</ul>', answer.text, re.S)
+    assert title_errors and "must not contain &#39;=?&#39;" in title_errors.group(1)
+    assert path.read_bytes() == before
+    empty = client.post(EDITOR + "save", data=save_form(page, body="  "))
+    assert "has no body text" in re.search(r'id="errors-body">(.*?)</ul>', empty.text, re.S).group(
+        1
+    )
+
+
+def test_a_file_changed_on_disk_is_never_overwritten(room: Room):
+    path = room.root / "posts/2025-06-10-one.md"
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "edit/2025-06-10-one.md").text
+    theirs = path.read_text(encoding="utf-8").replace("본문입니다.", "다른 사람이 고친 본문")
+    path.write_text(theirs, encoding="utf-8")
+    answer = client.post(EDITOR + "save", data=save_form(page, body="내가 고친 본문\n"))
+    assert answer.status_code == 409
+    assert path.read_text(encoding="utf-8") == theirs
+    assert "다른 사람이 고친 본문" in answer.text  # their version, shown
+    assert "내가 고친 본문" in answer.text  # mine, still in the form
+    again = client.post(EDITOR + "save", data=save_form(answer.text))  # saving again is a choice
+    assert again.status_code == 200
+    assert "내가 고친 본문" in path.read_text(encoding="utf-8")
+
+
+def test_a_new_post_never_replaces_an_existing_file(room: Room):
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "new").text
+    existing = (room.root / "posts/2025-06-10-one.md").read_bytes()
+    same_name = client.post(
+        EDITOR + "save",
+        data=save_form(page, title="겹침", slug="one", date="2025-06-10 08:00", body="본문"),
+    )
+    assert same_name.status_code == 409
+    assert "2025-06-10-one.md 파일이 이미 있습니다" in same_name.text
+    assert (room.root / "posts/2025-06-10-one.md").read_bytes() == existing
+    # Another file with a slug that is taken: the reader's duplicate-slug problem, by the field.
+    answer = client.post(
+        EDITOR + "save",
+        data=save_form(page, title="겹침", slug="one", date="2025-06-11 08:00", body="본문"),
+    )
+    assert answer.status_code == 400
+    slug_errors = re.search(r'id="errors-slug">(.*?)</ul>', answer.text, re.S).group(1)
+    assert "is also the slug of posts/2025-06-10-one.md" in slug_errors
+    assert not (room.root / "posts/2025-06-11-one.md").exists()
+
+
+def test_edit_names_only_listed_post_files(room: Room):
+    (room.root / "secret.md").write_text("---\ntitle: x\n---\n", encoding="utf-8")
+    client, _ = signed_in(room)
+    for name in ("../secret.md", "..%2Fsecret.md", "/etc/passwd", "../config.toml"):
+        answer = client.get(EDITOR + "edit/" + name)
+        assert answer.status_code == 404, name
+
+
+# --- store and CLI ---------------------------------------------------------------------------
+
+
+def test_editor_tables_migration_is_idempotent(db_url: str):
+    store = Store.open(db_url)
+    try:
+        with store.engine.begin() as conn:
+            create_tables(conn)
+            create_tables(conn)
+        EditorStore(store).add_editor("a", None, "h")
+        assert [e.name for e in EditorStore(store).list_editors()] == ["a"]
+    finally:
+        store.close()
+
+
+def test_editors_cli_add_list_token_password_revoke_remove(tmp_path: Path):
+    root = write_config(tmp_path / "site", database={"url": "sqlite:///publisher.db"})
+    _register_commands()
+    runner = CliRunner()
+
+    def run(*args: str, stdin: str | None = None):
+        return runner.invoke(cli, ["--site", str(root), "editors", *args], input=stdin)
+
+    assert run("add", "minji", "--email", "m@example.com", stdin=PASSWORD + "\n").exit_code == 0
+    short = run("add", "jisu", stdin="short\n")
+    assert short.exit_code != 0
+    again = run("add", "minji", stdin=PASSWORD + "\n")
+    assert again.exit_code != 0
+    token = run("token", "minji", "--scope", "create,media")
+    assert token.exit_code == 0
+    printed = token.stdout.strip()
+    assert re.fullmatch(r"pe_[A-Za-z0-9_-]{43}", printed)
+    assert run("token", "minji", "--scope", "create,admin").exit_code != 0
+    listed = run("list")
+    assert "minji\tm@example.com\ttokens: #1 (create,media)" in listed.stdout
+    store = Store.open(f"sqlite:///{root / 'publisher.db'}")
+    try:
+        editors = EditorStore(store)
+        found = find_bearer(editors, printed)
+        assert found is not None and found.scopes == ("create", "media")
+        assert find_bearer(editors, printed[:-1] + ("A" if printed[-1] != "A" else "B")) is None
+        assert printed not in str(store.engine.url)  # stored hashed only:
+        with store.engine.connect() as conn:
+            dump = "\n".join(str(r) for r in conn.exec_driver_sql("SELECT * FROM editor_tokens"))
+        assert printed not in dump
+        assert run("password", "minji", stdin="another long passphrase\n").exit_code == 0
+        assert check_password(editors.find_editor("minji").password_hash, "another long passphrase")
+        assert run("revoke", "minji").exit_code == 0
+        assert find_bearer(editors, printed) is None
+        assert run("remove", "minji").exit_code == 0
+        assert editors.find_editor("minji") is None
+        assert run("remove", "minji").exit_code != 0
+    finally:
+        store.close()
+
+
+# --- preview ---------------------------------------------------------------------------------
+
+
+def test_preview_shows_page_feed_entry_and_email_under_a_script_free_csp(room: Room):
+    client, _ = signed_in(room)
+    page = client.get(EDITOR + "new").text
+    answer = client.post(
+        EDITOR + "preview",
+        data=save_form(page, title="미리 보는 글", body="안녕하세요 **세계**\n\n| 가 | 나 |\n|---|---|\n| 1 | 2 |\n"),
+    )
+    assert answer.status_code == 200, answer.text
+    csp = answer.headers["content-security-policy"]
+    assert "script-src" not in csp and "default-src 'none'" in csp
+    assert answer.headers["cache-control"] == "no-store"
+    assert '<iframe title="블로그 페이지" sandbox srcdoc="' in answer.text
+    assert "&lt;h1" in answer.text and "미리 보는 글" in answer.text  # the page, escaped into srcdoc
+    assert "&lt;table&gt;" in answer.text  # the table, rendered
+    assert "&lt;entry" in answer.text  # the Atom entry
+    assert '<iframe title="이메일" sandbox srcdoc="' in answer.text
+    assert sorted(p.name for p in (room.root / "posts").iterdir()) == [
+        "2025-06-10-one.md",
+        "2025-06-12-two.md",
+    ]  # previewing writes nothing
+    broken = client.post(EDITOR + "preview", data=save_form(page, title="", body="x"))
+    assert "&#39;title&#39; is required" in broken.text
