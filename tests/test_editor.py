@@ -410,14 +410,20 @@ def test_preview_shows_page_feed_entry_and_email_under_a_script_free_csp(room: R
     page = client.get(EDITOR + "new").text
     answer = client.post(
         EDITOR + "preview",
-        data=save_form(page, title="미리 보는 글", body="안녕하세요 **세계**\n\n| 가 | 나 |\n|---|---|\n| 1 | 2 |\n"),
+        data=save_form(
+            page,
+            title="미리 보는 글",
+            body="안녕하세요 **세계**\n\n| 가 | 나 |\n|---|---|\n| 1 | 2 |\n",
+        ),
     )
     assert answer.status_code == 200, answer.text
     csp = answer.headers["content-security-policy"]
     assert "script-src" not in csp and "default-src 'none'" in csp
     assert answer.headers["cache-control"] == "no-store"
     assert '<iframe title="블로그 페이지" sandbox srcdoc="' in answer.text
-    assert "&lt;h1" in answer.text and "미리 보는 글" in answer.text  # the page, escaped into srcdoc
+    assert (
+        "&lt;h1" in answer.text and "미리 보는 글" in answer.text
+    )  # the page, escaped into srcdoc
     assert "&lt;table&gt;" in answer.text  # the table, rendered
     assert "&lt;entry" in answer.text  # the Atom entry
     assert '<iframe title="이메일" sandbox srcdoc="' in answer.text
