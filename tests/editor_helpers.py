@@ -74,13 +74,19 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def make_room(tmp_path: Path, db_url: str | None = None, **editor: Any) -> Room:
+def make_room(
+    tmp_path: Path,
+    db_url: str | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
+    **editor: Any,
+) -> Room:
     root = tmp_path / "site"
     write_config(
         root,
         site={"base_url": BASE},
         database={"url": db_url or "sqlite:///publisher.db"},
         editor={"enabled": True, **editor},
+        **(sections or {}),
     )
     write_post(root, "2025-06-10-one.md", title="첫 글", date="2025-06-10 09:00", category="세계")
     write_post(root, "2025-06-12-two.md", title="둘째 글", date="2025-06-12 09:00", category="기술")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -433,3 +434,111 @@ def test_preview_shows_page_feed_entry_and_email_under_a_script_free_csp(room: R
     ]  # previewing writes nothing
     broken = client.post(EDITOR + "preview", data=save_form(page, title="", body="x"))
     assert "&#39;title&#39; is required" in broken.text
+
+
+# --- publish, schedule, unpublish, delete, test email ------------------------------------------
+
+
+def edit(client, name: str) -> str:
+    return client.get(EDITOR + "edit/" + name).text
+
+
+def test_publish_now_schedule_and_unpublish(room: Room):
+    from publisher.publish.content import read_posts
+    from publisher.publish.site import build_site
+
+    client, _ = signed_in(room)
+    draft = room.root / "posts/2025-06-15-draft.md"
+    draft.write_text(
+        "---\ntitle: 초안\ndate: 2025-07-01 09:00\ndraft: true\n---\n본문\n", encoding="utf-8"
+    )
+    published = client.post(
+        EDITOR + "save", data=save_form(edit(client, draft.name), action="publish")
+    )
+    assert published.status_code == 200, published.text
+    text = draft.read_text(encoding="utf-8")
+    assert "draft:" not in text and "date: 2025-06-20 18:00\n" in text  # now, in Asia/Seoul
+    scheduled = client.post(
+        EDITOR + "save",
+        data=save_form(edit(client, draft.name), action="schedule", date="2025-06-21 07:30"),
+    )
+    assert (
+        scheduled.status_code == 200
+        and "2025-06-21 07:30에 공개되도록 예약했습니다" in scheduled.text
+    )
+    assert "date: 2025-06-21 07:30\n" in draft.read_text(encoding="utf-8")
+    assert "공개 예정" in client.get(EDITOR).text
+    # What the scheduler reads: hidden now, public once its time has come.
+    posts = read_posts(room.config).posts
+    assert "초안" not in [p.title for p in build_site(room.config, posts, room.clock()).posts]
+    later = room.clock() + timedelta(hours=14)  # 2025-06-20 23:00 UTC = 06-21 08:00 in Seoul
+    assert "초안" in [p.title for p in build_site(room.config, posts, later).posts]
+    past = client.post(
+        EDITOR + "save",
+        data=save_form(edit(client, draft.name), action="schedule", date="2025-06-01 07:30"),
+    )
+    assert past.status_code == 400 and "미래의 날짜" in past.text
+    back = client.post(
+        EDITOR + "save", data=save_form(edit(client, draft.name), action="unpublish")
+    )
+    assert back.status_code == 200 and "draft: true\n" in draft.read_text(encoding="utf-8")
+    actions = [(e.action, e.detail) for e in EditorStore(room.store).audit_log()]
+    assert actions[:3] == [
+        ("unpublish", ""),
+        ("schedule", "scheduled for 2025-06-21T07:30:00+09:00"),
+        ("publish", "published"),
+    ]
+
+
+def test_unpublishing_a_mailed_post_warns(room: Room):
+    from publisher.store import IssueStatus, NewIssue
+
+    issue, _ = room.store.create_issue(
+        NewIssue("post:one", ("one",), ("세계",), "첫 글", "", "<p>x</p>", "x", "d" * 64)
+    )
+    room.store.set_issue_status(issue.id, IssueStatus.DONE)
+    client, _ = signed_in(room)
+    assert f"뉴스레터 #{issue.id} done" in client.get(EDITOR).text
+    answer = client.post(
+        EDITOR + "save", data=save_form(edit(client, "2025-06-10-one.md"), action="unpublish")
+    )
+    assert answer.status_code == 200
+    assert "이미 뉴스레터" in answer.text and "회수되지 않습니다" in answer.text
+
+
+def test_delete_moves_the_file_to_the_trash(room: Room):
+    client, _ = signed_in(room)
+    before = (room.root / "posts/2025-06-12-two.md").read_bytes()
+    answer = client.post(
+        EDITOR + "save", data=save_form(edit(client, "2025-06-12-two.md"), action="delete")
+    )
+    assert answer.status_code == 200
+    assert not (room.root / "posts/2025-06-12-two.md").exists()
+    trashed = list((room.root / "trash").iterdir())
+    assert [p.read_bytes() for p in trashed] == [before]
+    assert "둘째 글" not in answer.text
+    entry = EditorStore(room.store).audit_log()[0]
+    assert (entry.action, entry.target) == ("delete", "posts/2025-06-12-two.md")
+    assert entry.detail.startswith("moved to trash/")
+
+
+def test_test_email_goes_to_the_editor_only(tmp_path: Path, smtp_sink):
+    room = make_room(
+        tmp_path,
+        sections={
+            "newsletter": {"transport": "smtp"},
+            "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "security": "none"},
+        },
+    )
+    room.add_editor()
+    try:
+        client, _ = signed_in(room)
+        answer = client.post(
+            EDITOR + "save", data=save_form(edit(client, "2025-06-10-one.md"), action="test-email")
+        )
+        assert answer.status_code == 200, answer.text
+        assert "minji@example.com(으)로 테스트 메일을 보냈습니다" in answer.text
+        assert smtp_sink.recipients() == ["minji@example.com"]
+        assert room.store.list_issues() == []  # no issue, no deliveries
+    finally:
+        room.store.close()

@@ -42,7 +42,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from publisher.config import Config
-from publisher.deliver.tokens import Purpose
+from publisher.deliver.proof import send_proof
+from publisher.deliver.sender import new_issue
+from publisher.deliver.tokens import Purpose, TokenSigner
+from publisher.deliver.transports import Outcome, SendResult
 from publisher.publish.content import parse_moment, read_posts
 from publisher.publish.feeds import feed_entry_xml
 from publisher.publish.newsletter import personalize, render_post_issue
@@ -139,6 +142,7 @@ class EditorService:
         self.env = env
         self.sessions = Sessions(self.editors, keys, clock, config.editor.session_hours)
         self.csrf = Csrf(keys)
+        self.signer = TokenSigner(keys, clock)
         self.client = ClientAddress(config.web.trusted_proxies)
         self.base = config.editor_base_url
         self.path = urlsplit(self.base).path.rstrip("/")
@@ -521,10 +525,10 @@ class EditorService:
         assert post is not None
         if action == "unpublish":
             warning = await self._db(self._mailed_warning, post.slug)
-        if action == "test-email":
-            return await self._test_email(editor, cookie, form, target_name, data)
         detail = {"publish": "published", "schedule": f"scheduled for {post.date.isoformat()}"}
         await self._db(self.editors.audit, editor.name, action, post.source, detail.get(action, ""))
+        if action == "test-email":
+            return await self._test_email(editor, cookie, form, target_name, data)
         notices = {
             "save": "저장했습니다.",
             "publish": "발행했습니다. 다음 빌드에 공개됩니다.",
@@ -615,13 +619,36 @@ class EditorService:
     async def _test_email(
         self, editor: Editor, cookie: str, form: files.PostForm, name: str, data: bytes
     ) -> Response:
+        notice, warning = None, None
+        if not editor.email:
+            warning = (
+                "테스트 메일을 받을 주소가 없습니다: `publisher editors add --email`로 정하세요."
+            )
+        else:
+            to, result = await self._db(self._send_proof, name, editor.email)
+            if result.outcome == Outcome.SENT:
+                notice = f"저장하고 {to}(으)로 테스트 메일을 보냈습니다."
+            else:
+                warning = f"테스트 메일을 보내지 못했습니다 ({result.outcome}): {result.reply}"
         return await self._edit(
             editor,
             cookie,
-            form,
+            files.form_from_text(data.decode("utf-8")),
             name=name,
             digest=files.digest(data),
-            warning="테스트 메일은 아직 편집실에서 보낼 수 없습니다: `publisher send --test-to`를 쓰세요.",
+            notice=notice,
+            warning=warning,
+        )
+
+    def _send_proof(self, name: str, address: str) -> tuple[str, SendResult]:
+        """The saved post as its issue, one copy to ``address`` (as `send --test-to` does)."""
+        posts = read_posts(self.config).posts
+        site = build_site(self.config, posts, self.clock(), include_drafts=True)
+        source = f"{self.config.build.posts_dir}/{name}"
+        post = next(p for p in site.posts if p.source == source)
+        rendered = render_post_issue(site, post)
+        return send_proof(
+            self.config, self.signer, new_issue(rendered, (post,)), address, self.clock
         )
 
     # preview ---------------------------------------------------------------------------------
