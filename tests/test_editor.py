@@ -44,7 +44,7 @@ def _without_tokens(html: str) -> str:
 # --- sessions and sign-in ---------------------------------------------------------------------
 
 PAGES = ["", "new", "edit/2025-06-10-one.md", "audit"]
-ACTIONS = ["save", "preview", "signout"]
+ACTIONS = ["save", "preview", "signout", "upload"]
 
 
 def test_nothing_is_reachable_without_a_session(room: Room):
@@ -542,3 +542,52 @@ def test_test_email_goes_to_the_editor_only(tmp_path: Path, smtp_sink):
         assert room.store.list_issues() == []  # no issue, no deliveries
     finally:
         room.store.close()
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+def test_image_upload_needs_session_and_csrf_checks_content_and_strips_gps(room: Room):
+    import io
+
+    from PIL import Image
+
+    from test_micropub import jpeg_with_gps
+
+    data = jpeg_with_gps()
+    anonymous = room.client().post(
+        EDITOR + "upload", files={"image": ("a.jpg", data, "image/jpeg")}, data={"csrf": "x"}
+    )
+    assert anonymous.status_code == 401
+    client, csrf = signed_in(room)
+    forged = client.post(
+        EDITOR + "upload", files={"image": ("a.jpg", data, "image/jpeg")}, data={"csrf": "x"}
+    )
+    assert forged.status_code == 403
+    answer = client.post(
+        EDITOR + "upload", files={"image": ("a.jpg", data, "image/jpeg")}, data={"csrf": csrf}
+    )
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["markdown"] == f"![]({found['url']})" and (found["width"], found["height"]) == (
+        64,
+        48,
+    )
+    stored = room.root / "templates" / found["url"].removeprefix("https://blog.example.com/")
+    assert b"SecretCam" not in stored.read_bytes()
+    assert not Image.open(io.BytesIO(stored.read_bytes())).getexif()
+    html_named_jpg = client.post(
+        EDITOR + "upload",
+        files={"image": ("a.jpg", b"<script>alert(1)</script>", "image/jpeg")},
+        data={"csrf": csrf},
+    )
+    assert html_named_jpg.status_code == 400
+    assert "not an image" in html_named_jpg.json()["error"]
+    too_big = client.post(
+        EDITOR + "upload",
+        files={
+            "image": ("a.jpg", b"\xff" * (room.config.editor.max_upload_bytes + 1), "image/jpeg")
+        },
+        data={"csrf": csrf},
+    )
+    assert too_big.status_code in (400, 413)

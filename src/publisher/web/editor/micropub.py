@@ -153,7 +153,7 @@ class Micropub:
             boundary = options.get(b"boundary")
             if not boundary:
                 raise _invalid("multipart form without a boundary")
-            fields, uploads = _multipart(body, boundary)
+            fields, uploads = multipart_parts(body, boundary)
             return "form", _group(fields), uploads
         if not body:
             return "form", {}, {}
@@ -374,7 +374,7 @@ class Micropub:
         kind, options = parse_options_header(request.headers.get("content-type", ""))
         if kind != b"multipart/form-data" or not options.get(b"boundary"):
             raise _invalid("send the file as multipart/form-data in a part named 'file'")
-        fields, uploads = _multipart(body, options[b"boundary"])
+        fields, uploads = multipart_parts(body, options[b"boundary"])
         await self._token(request, _first(_group(fields).get("access_token")), "media")
         if len(uploads.get("file", [])) != 1:
             raise _invalid("send exactly one part named 'file'")
@@ -484,7 +484,7 @@ def _group(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def _multipart(body: bytes, boundary: bytes) -> tuple[list[tuple[str, str]], Uploads]:
+def multipart_parts(body: bytes, boundary: bytes) -> tuple[list[tuple[str, str]], Uploads]:
     parts = _Parts()
     callbacks = {
         name: getattr(parts, name)

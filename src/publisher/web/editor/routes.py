@@ -33,12 +33,13 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote, urlsplit
 
 import jinja2
+from python_multipart.multipart import parse_options_header
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from publisher.config import Config
@@ -87,6 +88,7 @@ def editor_csp() -> str:
             "style-src 'self'",
             "script-src 'self'",
             "img-src 'self' data:",
+            "connect-src 'self'",
             "form-action 'self'",
             "frame-src 'self'",
             "base-uri 'none'",
@@ -699,6 +701,49 @@ class EditorService:
         }
         return render(self.env, "editor/preview.html", problems=[], parts=parts)
 
+    # images --------------------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        """An image pasted, dropped or chosen on the edit page; JSON with its Markdown."""
+        from publisher.web.editor.media import NotAnImage, store_image
+        from publisher.web.editor.micropub import MicropubError, multipart_parts
+
+        found = await self._signed_in(request)
+        if found is None:
+            return JSONResponse(
+                {"error": "다시 로그인해 주세요."}, status_code=401, headers=PRIVATE
+            )
+        body = await read_body(request, self.config.editor.max_upload_bytes + FORM_SLACK_BYTES)
+        kind, options = parse_options_header(request.headers.get("content-type", ""))
+        if kind != b"multipart/form-data" or not options.get(b"boundary"):
+            raise BadInput(415, "이미지는 multipart/form-data로 보내 주세요.")
+        try:
+            fields, uploads = multipart_parts(body, options[b"boundary"])
+        except MicropubError as exc:
+            return JSONResponse({"error": exc.description}, status_code=400, headers=PRIVATE)
+        csrf = next((v for k, v in fields if k == "csrf"), "")
+        if not self.csrf.valid(Purpose.EDITOR_SESSION, found[1], csrf):
+            return JSONResponse(
+                {"error": "페이지를 새로 고쳐 주세요."}, status_code=403, headers=PRIVATE
+            )
+        images = uploads.get("image", [])
+        if len(images) != 1:
+            raise BadInput(400, "이미지 하나를 보내 주세요.")
+        try:
+            stored = await run_in_threadpool(store_image, self.config, images[0])
+        except NotAnImage as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400, headers=PRIVATE)
+        await self._db(self.editors.audit, found[0].name, "upload", stored.url, "")
+        return JSONResponse(
+            {
+                "url": stored.url,
+                "width": stored.width,
+                "height": stored.height,
+                "markdown": f"![]({stored.url})",
+            },
+            headers=PRIVATE,
+        )
+
     # audit and assets ------------------------------------------------------------------------
 
     async def audit(self, request: Request) -> Response:
@@ -756,6 +801,7 @@ class EditorService:
             Route("/edit/{name:path}", self.edit_page, methods=["GET"]),
             Route("/save", self.save, methods=["POST"]),
             Route("/preview", self.preview, methods=["POST"]),
+            Route("/upload", self.upload, methods=["POST"]),
             Route("/audit", self.audit, methods=["GET"]),
             Route("/assets/{name}", self.asset, methods=["GET"]),
         ]
