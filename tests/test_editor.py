@@ -371,6 +371,7 @@ def test_editors_cli_add_list_token_password_revoke_remove(tmp_path: Path):
         return runner.invoke(cli, ["--site", str(root), "editors", *args], input=stdin)
 
     assert run("add", "minji", "--email", "m@example.com", stdin=PASSWORD + "\n").exit_code == 0
+    assert run("add", "jisu", "--email", "not an address", stdin=PASSWORD + "\n").exit_code != 0
     short = run("add", "jisu", stdin="short\n")
     assert short.exit_code != 0
     again = run("add", "minji", stdin=PASSWORD + "\n")
@@ -591,3 +592,48 @@ def test_image_upload_needs_session_and_csrf_checks_content_and_strips_gps(room:
         data={"csrf": csrf},
     )
     assert too_big.status_code in (400, 413)
+
+
+# --- git -----------------------------------------------------------------------------------------
+
+
+def test_each_save_commits_with_the_editor_as_author_when_configured(tmp_path: Path):
+    import shutil
+    import subprocess
+
+    git = shutil.which("git")
+    assert git, "git is needed for this test"
+    room = make_room(tmp_path, git_commit=True)
+    room.add_editor()
+    env = {
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_SYSTEM": "/dev/null",
+        "HOME": str(tmp_path),
+    }
+
+    def run(*args: str) -> str:
+        return subprocess.run(
+            [git, "-C", str(room.root), *args], check=True, capture_output=True, text=True, env=env
+        ).stdout
+
+    try:
+        run("init", "-q")
+        run("add", "posts")
+        run("-c", "user.name=setup", "-c", "user.email=setup@example.com", "commit", "-qm", "start")
+        client, _ = signed_in(room)
+        answer = client.post(
+            EDITOR + "save", data=save_form(edit(client, "2025-06-10-one.md"), title="커밋된 제목")
+        )
+        assert answer.status_code == 200 and "git 커밋에 실패" not in answer.text
+        log = run("log", "-1", "--format=%an <%ae>|%s")
+        assert (
+            log.strip() == "minji <minji@example.com>|save: posts/2025-06-10-one.md (커밋된 제목)"
+        )
+        assert run("status", "--porcelain", "posts").strip() == ""
+        client.post(
+            EDITOR + "save", data=save_form(edit(client, "2025-06-12-two.md"), action="delete")
+        )
+        assert run("log", "-1", "--format=%s").strip() == "delete: posts/2025-06-12-two.md"
+        assert "2025-06-12-two.md" not in run("ls-files", "posts")
+    finally:
+        room.store.close()

@@ -16,6 +16,7 @@ import click
 from publisher.cli.newsletter import _store
 from publisher.config import Config, load_config
 from publisher.errors import PublisherError
+from publisher.store import InvalidAddress, normalize_email
 from publisher.store.editors import SCOPES, Editor, EditorStore
 from publisher.web.editor.auth import hash_password, new_bearer_token, password_problem
 
@@ -79,6 +80,11 @@ def add_command(ctx: click.Context, name: str, email: str | None) -> None:
     """
     if not name.strip() or len(name) > 100 or any(ch.isspace() for ch in name):
         raise click.BadParameter("a name of 1-100 characters without spaces", param_hint="NAME")
+    if email is not None:
+        try:
+            email = normalize_email(email)
+        except InvalidAddress as exc:
+            raise click.BadParameter(str(exc), param_hint="--email") from None
     _config, store = _editors(ctx)
     password = _read_password()
     store.add_editor(name, email, hash_password(password))

@@ -65,6 +65,7 @@ from publisher.web.editor.auth import (
     hash_password,
     needs_rehash,
 )
+from publisher.web.editor.history import commit_paths
 from publisher.web.forms import BadInput, ClientAddress, Form, parse_form, rate_key, read_body
 from publisher.web.pages import SecurityHeaders, origin
 
@@ -527,6 +528,10 @@ class EditorService:
         assert post is not None
         if action == "unpublish":
             warning = await self._db(self._mailed_warning, post.slug)
+        failed = await run_in_threadpool(
+            commit_paths, self.config, editor, [target], f"{action}: {post.source} ({post.title})"
+        )
+        warning = " ".join(w for w in (warning, failed) if w) or None
         detail = {"publish": "published", "schedule": f"scheduled for {post.date.isoformat()}"}
         await self._db(self.editors.audit, editor.name, action, post.source, detail.get(action, ""))
         if action == "test-email":
@@ -597,11 +602,13 @@ class EditorService:
             return await self._conflict(editor, cookie, form, name, current)
         target = await run_in_threadpool(files.to_trash, self.config, path, self.clock())
         source = f"{self.config.build.posts_dir}/{name}"
+        failed = await run_in_threadpool(
+            commit_paths, self.config, editor, [path], f"delete: {source}"
+        )
         kept = target.relative_to(self.config.root).as_posix()
         await self._db(self.editors.audit, editor.name, "delete", source, f"moved to {kept}")
-        return await self._list_after(
-            editor, cookie, f"{name}을(를) 휴지통({kept})으로 옮겼습니다."
-        )
+        notice = f"{name}을(를) 휴지통({kept})으로 옮겼습니다."
+        return await self._list_after(editor, cookie, notice + (f" {failed}" if failed else ""))
 
     async def _list_after(self, editor: Editor, cookie: str, notice: str) -> Response:
         items, categories = await self._db(self._items, "", "")
