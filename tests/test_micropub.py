@@ -294,3 +294,27 @@ def test_blog_pages_advertise_micropub_only_when_the_editor_is_on(tmp_path: Path
             html = (root / "public" / page).read_text(encoding="utf-8")
             link = '<link rel="micropub" href="https://blog.example.com/editor/micropub">'
             assert (link in html) is enabled, page
+
+
+def test_multipart_create_with_an_uploaded_photo(live):
+    room, base, client = live
+    token = token_for(room, "create", "media")
+    answer = client.post(
+        "/editor/micropub",
+        data={"h": "entry", "name": "사진 글", "content": "사진입니다", "mp-slug": "photo-post"},
+        files={"photo": ("p.jpg", jpeg_with_gps(), "image/jpeg")},
+        headers=bearer(token),
+    )
+    assert answer.status_code == 201, answer.text
+    text = post_text(room, "2025-06-20-photo-post.md")
+    image = next(line for line in text.splitlines() if line.startswith("image: "))
+    url = image.removeprefix("image: ")
+    assert url.startswith(base + "static/media/") and url.endswith(".jpg")
+    assert b"SecretCam" not in (room.root / "templates" / url.removeprefix(base)).read_bytes()
+    bad = client.post(
+        "/editor/micropub",
+        data={"h": "entry", "content": "x"},
+        files={"photo": ("p.jpg", b"GIF89a-not-really", "image/jpeg")},
+        headers=bearer(token),
+    )
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"

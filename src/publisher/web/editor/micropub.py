@@ -44,6 +44,7 @@ from publisher.publish.slugs import slug_key, slugify
 from publisher.store.editors import Token
 from publisher.web.editor import posts as files
 from publisher.web.editor.auth import find_bearer
+from publisher.web.editor.history import commit_paths
 from publisher.web.editor.media import NotAnImage, store_image
 from publisher.web.forms import BadInput, _Parts, read_body
 
@@ -281,6 +282,13 @@ class Micropub:
         await run_in_threadpool(files.write_atomic, self.config.posts_path / name, text.encode())
         post = checked.post
         await run_in_threadpool(
+            commit_paths,
+            self.config,
+            token.editor,
+            [self.config.posts_path / name],
+            f"micropub create: {post.source} ({post.title})",
+        )
+        await run_in_threadpool(
             self.editors.audit,
             token.editor.name,
             "micropub-create",
@@ -346,6 +354,13 @@ class Micropub:
             raise MicropubError(409, "conflict", "the post changed while it was being updated")
         await run_in_threadpool(files.write_atomic, path, text.encode())
         await run_in_threadpool(
+            commit_paths,
+            self.config,
+            token.editor,
+            [path],
+            f"micropub update: {checked.post.source}",
+        )
+        await run_in_threadpool(
             self.editors.audit, token.editor.name, "micropub-update", checked.post.source, ""
         )
         new_url = self.config.site.base_url + f"posts/{_quote(checked.post.slug)}/"
@@ -358,6 +373,9 @@ class Micropub:
         path = files.find_file(self.config, name)
         assert path is not None
         target = await run_in_threadpool(files.to_trash, self.config, path, self.service.clock())
+        await run_in_threadpool(
+            commit_paths, self.config, token.editor, [path], f"micropub delete: {name}"
+        )
         await run_in_threadpool(
             self.editors.audit,
             token.editor.name,
