@@ -570,10 +570,8 @@ def test_image_upload_needs_session_and_csrf_checks_content_and_strips_gps(room:
     )
     assert answer.status_code == 200, answer.text
     found = answer.json()
-    assert found["markdown"] == f"![]({found['url']})" and (found["width"], found["height"]) == (
-        64,
-        48,
-    )
+    assert found["markdown"].startswith(f'<img src="{found["url"]}" srcset="')
+    assert (found["width"], found["height"]) == (64, 48)
     stored = room.root / "templates" / found["url"].removeprefix("https://blog.example.com/")
     assert b"SecretCam" not in stored.read_bytes()
     assert not Image.open(io.BytesIO(stored.read_bytes())).getexif()
@@ -635,5 +633,48 @@ def test_each_save_commits_with_the_editor_as_author_when_configured(tmp_path: P
         )
         assert run("log", "-1", "--format=%s").strip() == "delete: posts/2025-06-12-two.md"
         assert "2025-06-12-two.md" not in run("ls-files", "posts")
+    finally:
+        room.store.close()
+
+
+def test_images_get_webp_variants_with_srcset_width_and_height_deterministically(tmp_path: Path):
+    import io
+
+    from PIL import Image
+
+    from publisher.publish.content import read_posts
+    from publisher.publish.newsletter import render_post_issue
+    from publisher.publish.site import build_site
+    from publisher.web.editor.media import image_html, store_image, webp_variants
+
+    room = make_room(tmp_path)
+    try:
+        picture = Image.new("RGB", (2000, 1000), (10, 120, 200))
+        out = io.BytesIO()
+        picture.save(out, "PNG")
+        stored = store_image(room.config, out.getvalue())
+        assert (stored.width, stored.height) == (1280, 640)  # at most twice a mail column
+        with Image.open(stored.path) as kept:
+            assert kept.size == (1280, 640)
+        widths = [w for _url, w in stored.variants]
+        assert widths == [480, 960, 1280]
+        for url, width in stored.variants:
+            file = room.root / "templates" / url.removeprefix("https://blog.example.com/")
+            with Image.open(file) as variant:
+                assert variant.format == "WEBP" and variant.size == (width, width // 2)
+        again = store_image(room.config, out.getvalue())
+        assert again == stored  # content-addressed: one file per image
+        clean = stored.path.read_bytes()
+        assert webp_variants(clean, 1280) == webp_variants(clean, 1280)  # same bytes each time
+        html = image_html(stored, alt="파란 사각형")
+        post = room.root / "posts/2025-06-10-one.md"
+        post.write_text(post.read_text(encoding="utf-8") + "\n" + html + "\n", encoding="utf-8")
+        posts = read_posts(room.config).posts
+        site = build_site(room.config, posts, room.clock())
+        one = next(p for p in posts if p.slug == "one")
+        assert 'srcset="https://blog.example.com/static/media/' in one.body_html
+        assert 'width="1280" height="640"' in one.body_html
+        email = render_post_issue(site, one).html
+        assert f'src="{stored.url}"' in email  # an absolute URL of a suitable size
     finally:
         room.store.close()

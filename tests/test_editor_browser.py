@@ -161,7 +161,7 @@ def desktop(b: Browser, room: Room, base: str) -> None:
     page.wait_for_function(
         "() => document.getElementById('upload-status').textContent === '이미지를 넣었습니다.'"
     )
-    assert "![](http://127.0.0.1:" in page.input_value("#body")
+    assert '<img src="http://127.0.0.1:' in page.input_value("#body")
     # Schedule it for tomorrow morning.
     page.fill("input[name=date]", "2025-06-21 07:30")
     with page.expect_navigation():

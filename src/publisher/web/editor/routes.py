@@ -712,7 +712,7 @@ class EditorService:
 
     async def upload(self, request: Request) -> Response:
         """An image pasted, dropped or chosen on the edit page; JSON with its Markdown."""
-        from publisher.web.editor.media import NotAnImage, store_image
+        from publisher.web.editor.media import NotAnImage, image_html, store_image
         from publisher.web.editor.micropub import MicropubError, multipart_parts
 
         found = await self._signed_in(request)
@@ -746,7 +746,7 @@ class EditorService:
                 "url": stored.url,
                 "width": stored.width,
                 "height": stored.height,
-                "markdown": f"![]({stored.url})",
+                "markdown": image_html(stored),
             },
             headers=PRIVATE,
         )
