@@ -678,3 +678,82 @@ def test_images_get_webp_variants_with_srcset_width_and_height_deterministically
         assert f'src="{stored.url}"' in email  # an absolute URL of a suitable size
     finally:
         room.store.close()
+
+
+# --- end to end: the editor schedules, `publisher run` publishes and mails once -----------------
+
+
+def test_a_post_scheduled_in_the_editor_goes_live_and_is_mailed_once_by_run(tmp_path: Path):
+    import email
+    import time
+    from datetime import UTC, datetime
+    from email import policy
+
+    from editor_helpers import SECRET, NoMail
+    from publisher.cli import main as cli_module
+    from publisher.config import load_config
+    from publisher.store import utc_now
+    from publisher.web.app import create_app
+
+    built = make_room(tmp_path)  # writes the site; the app below runs on the real clock
+    built.store.close()
+    config = load_config(built.root, env=SECRET)
+    store = Store.open(config.database_url)
+    room = Room(
+        built.root, config, store, built.clock, create_app(config, store, NoMail(), utc_now)
+    )
+    room.add_editor()
+    runner = CliRunner()
+    cli_module._register_commands()
+
+    def run_once() -> None:
+        result = runner.invoke(
+            cli_module.cli, ["--site", str(room.root), "run", "--once"], env=SECRET
+        )
+        assert result.exit_code == 0, result.output
+
+    def mailed(subject: str) -> int:
+        outbox = room.root / "outbox"
+        messages = (
+            [
+                email.message_from_bytes(p.read_bytes(), policy=policy.default)
+                for p in sorted(outbox.glob("*.eml"))
+            ]
+            if outbox.is_dir()
+            else []
+        )
+        return sum(1 for m in messages if str(m["Subject"]) == subject)
+
+    try:
+        added = runner.invoke(
+            cli_module.cli, ["--site", str(room.root), "subscribers", "add", "reader@example.com"]
+        )
+        assert added.exit_code == 0, added.output
+        run_once()  # the back catalogue goes out first; not what this test is about
+        client, _ = signed_in(room)
+        page = client.get(EDITOR + "new").text
+        due = datetime.now(UTC).astimezone(config.site.timezone).replace(microsecond=0)
+        when = due + timedelta(seconds=15)  # room for a slow machine before it is due
+        moment = when.strftime("%Y-%m-%d %H:%M:%S")
+        answer = client.post(
+            EDITOR + "save",
+            data=save_form(
+                page,
+                title="예약한 글",
+                slug="scheduled-post",
+                date=moment,
+                body="곧 공개됩니다.\n",
+                action="schedule",
+            ),
+        )
+        assert answer.status_code == 200, answer.text
+        run_once()
+        assert datetime.now(UTC) < when, "the machine was too slow for this test's margin"
+        assert mailed("예약한 글") == 0  # not yet due
+        time.sleep(max(0.0, (when - datetime.now(UTC)).total_seconds()) + 1)
+        run_once()
+        run_once()
+        assert mailed("예약한 글") == 1  # live, and mailed once
+        assert (room.root / "public/posts/scheduled-post/index.html").exists()
+    finally:
+        store.close()
