@@ -757,3 +757,14 @@ def test_a_post_scheduled_in_the_editor_goes_live_and_is_mailed_once_by_run(tmp_
         assert (room.root / "public/posts/scheduled-post/index.html").exists()
     finally:
         store.close()
+
+
+def test_the_editor_needs_a_path_of_its_own(tmp_path: Path):
+    from builders import make_config
+    from publisher.errors import PublisherError
+    from publisher.web.editor import editor_routes
+
+    for base_url in ("https://blog.example.com/", "https://blog.example.com/newsletter/"):
+        config = make_config(tmp_path, editor={"enabled": True, "base_url": base_url})
+        with pytest.raises(PublisherError, match="needs a path of its own"):
+            editor_routes(config, None, [b"k" * 32], None, None)

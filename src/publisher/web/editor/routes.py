@@ -47,6 +47,7 @@ from publisher.deliver.proof import send_proof
 from publisher.deliver.sender import new_issue
 from publisher.deliver.tokens import Purpose, TokenSigner
 from publisher.deliver.transports import Outcome, SendResult
+from publisher.errors import PublisherError
 from publisher.publish.content import parse_moment, read_posts
 from publisher.publish.feeds import feed_entry_xml
 from publisher.publish.newsletter import personalize, render_post_issue
@@ -864,6 +865,13 @@ def editor_routes(
     """The editor (and Micropub) as one Mount at the editor's path; none when disabled."""
     if not config.editor.enabled:
         return []
+    web_path = urlsplit(config.web_base_url).path.rstrip("/")
+    editor_path = urlsplit(config.editor_base_url).path.rstrip("/")
+    if not editor_path or editor_path == web_path:
+        raise PublisherError(
+            f"[editor].base_url {config.editor_base_url} needs a path of its own",
+            hint="Use a path such as <site.base_url>editor/, different from [web].base_url's.",
+        )
     service = EditorService(config, store, keys, clock, env)
     routes = service.routes()
     from publisher.web.editor.micropub import micropub_routes
