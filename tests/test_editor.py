@@ -768,3 +768,15 @@ def test_the_editor_needs_a_path_of_its_own(tmp_path: Path):
         config = make_config(tmp_path, editor={"enabled": True, "base_url": base_url})
         with pytest.raises(PublisherError, match="needs a path of its own"):
             editor_routes(config, None, [b"k" * 32], None, None)
+
+
+def test_the_edit_page_shows_the_url_the_slug_gives(room: Room):
+    client, _ = signed_in(room)
+    assert "주소: <code>https://blog.example.com/posts/one/</code>" in edit(
+        client, "2025-06-10-one.md"
+    )
+    page = client.get(EDITOR + "new").text
+    answer = client.post(
+        EDITOR + "save", data=save_form(page, title="제목 없음", body="x", slug="mine")
+    )
+    assert "주소: <code>https://blog.example.com/posts/mine/</code>" in answer.text

@@ -53,7 +53,7 @@ from publisher.publish.feeds import feed_entry_xml
 from publisher.publish.newsletter import personalize, render_post_issue
 from publisher.publish.render import PageRenderer
 from publisher.publish.site import build_site, post_path
-from publisher.publish.slugs import slugify
+from publisher.publish.slugs import slug_from_filename, slugify
 from publisher.publish.templating import render
 from publisher.store import DeliveryCounts, DeliveryStatus, IssueStatus, Store, StoreError
 from publisher.store.editors import Editor, EditorStore
@@ -419,7 +419,8 @@ class EditorService:
         warning: str | None = None,
     ) -> Response:
         categories = await self._db(self._categories)
-        slug = form.slug or (slugify(form.title) if not name else "")
+        from_name = slug_from_filename(name.rsplit("/", 1)[-1].removesuffix(".md")) if name else ""
+        slug = form.slug or from_name or slugify(form.title)
         return self.page(
             "editor/edit.html",
             title=form.title or "새 글",
