@@ -43,8 +43,8 @@ def _without_tokens(html: str) -> str:
 
 # --- sessions and sign-in ---------------------------------------------------------------------
 
-PAGES = ["", "new", "edit/2025-06-10-one.md", "audit"]
-ACTIONS = ["save", "preview", "signout", "upload"]
+PAGES = ["", "new", "edit/2025-06-10-one.md", "audit", "trash"]
+ACTIONS = ["save", "preview", "signout", "upload", "restore"]
 
 
 def test_nothing_is_reachable_without_a_session(room: Room):
@@ -521,6 +521,17 @@ def test_delete_moves_the_file_to_the_trash(room: Room):
     entry = EditorStore(room.store).audit_log()[0]
     assert (entry.action, entry.target) == ("delete", "posts/2025-06-12-two.md")
     assert entry.detail.startswith("moved to trash/")
+    # Restorable from the trash page.
+    page = client.get(EDITOR + "trash").text
+    name = trashed[0].name
+    assert name in page
+    assert client.post(EDITOR + "restore", data={"csrf": "forged", "name": name}).status_code == 403
+    bad = client.post(EDITOR + "restore", data={"csrf": csrf_of(page), "name": "../config.toml"})
+    assert bad.status_code == 409
+    back = client.post(EDITOR + "restore", data={"csrf": csrf_of(page), "name": name})
+    assert back.status_code == 200 and "posts/2025-06-12-two.md(으)로 되살렸습니다" in back.text
+    assert (room.root / "posts/2025-06-12-two.md").read_bytes() == before
+    assert EditorStore(room.store).audit_log()[0].action == "restore"
 
 
 def test_test_email_goes_to_the_editor_only(tmp_path: Path, smtp_sink):

@@ -194,6 +194,12 @@ def desktop(b: Browser, room: Room, base: str) -> None:
     page.goto(base + "audit")
     assert "schedule" in page.inner_text("table.posts")
     b.shot("audit")
+    page.goto(base + "edit/2025-06-12-two.md")
+    with page.expect_navigation():
+        page.click("button[value=delete]")
+    page.goto(base + "trash")
+    assert "2025-06-12-two.md" in page.inner_text("table.posts")
+    b.shot("trash")
     assert b.csp == []
 
 
@@ -213,4 +219,6 @@ def phone(b: Browser, room: Room, base: str) -> None:
     b.shot("new")
     page.goto(base + "audit")
     b.shot("audit")
+    page.goto(base + "trash")
+    b.shot("trash")
     assert b.csp == []

@@ -38,6 +38,7 @@ FORM_FIELDS = ("title", "category", "tags", "date", "summary", "slug", "draft", 
 _PLAIN = re.compile(r"^[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#]*$")
 _NEEDS_QUOTES = re.compile(r": |\s#|^\s|\s$")
 _KEY_LINE = re.compile(r"^([^\s#:][^:]*):")
+_TRASHED = re.compile(r"^\d{8}T\d{6}-(?P<path>[^/]+\.md)$")
 
 
 @dataclass(frozen=True)
@@ -277,4 +278,27 @@ def to_trash(config: Config, path: Path, now: datetime) -> Path:
     relative = path.relative_to(config.posts_path).as_posix().replace("/", "__")
     target = trash / f"{now:%Y%m%dT%H%M%S}-{relative}"
     os.replace(path, target)
+    return target
+
+
+def trash_files(config: Config) -> list[str]:
+    """Names in the trash folder, newest first."""
+    trash = config.root / config.editor.trash_dir
+    if not trash.is_dir():
+        return []
+    names = [p.name for p in trash.iterdir() if p.is_file() and not p.is_symlink()]
+    return sorted((n for n in names if _TRASHED.match(n)), reverse=True)
+
+
+def restore(config: Config, name: str) -> Path | None:
+    """Move a trashed file back to its place; None when the name is unknown or the place is taken."""
+    if name not in trash_files(config):
+        return None
+    match = _TRASHED.match(name)
+    assert match is not None
+    target = config.posts_path / match.group("path").replace("__", "/")
+    if target.exists() or target.is_symlink():
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(config.root / config.editor.trash_dir / name, target)
     return target

@@ -753,6 +753,45 @@ class EditorService:
             headers=PRIVATE,
         )
 
+    # trash -----------------------------------------------------------------------------------
+
+    async def trash(self, request: Request) -> Response:
+        found = await self._signed_in(request)
+        if found is None:
+            return self.signin_page(401)
+        return await self._trash_page(*found)
+
+    async def _trash_page(self, editor: Editor, cookie: str, notice: str | None = None) -> Response:
+        names = await run_in_threadpool(files.trash_files, self.config)
+        return self.page(
+            "editor/trash.html",
+            title="휴지통",
+            editor=editor,
+            cookie=cookie,
+            names=names,
+            notice=notice,
+            folder=self.config.editor.trash_dir,
+        )
+
+    async def restore(self, request: Request) -> Response:
+        checked = await self._post(request)
+        if isinstance(checked, Response):
+            return checked
+        editor, cookie, form = checked
+        name = form.get("name")
+        target = await run_in_threadpool(files.restore, self.config, name)
+        if target is None:
+            return self.message(
+                "되살릴 수 없습니다",
+                "휴지통에 없는 파일이거나, 같은 이름의 글이 이미 있습니다.",
+                status=409,
+                editor=editor,
+            )
+        source = target.relative_to(self.config.root).as_posix()
+        await self._db(self.editors.audit, editor.name, "restore", source, f"from {name}")
+        await run_in_threadpool(commit_paths, self.config, editor, [target], f"restore: {source}")
+        return await self._trash_page(editor, cookie, f"{source}(으)로 되살렸습니다.")
+
     # audit and assets ------------------------------------------------------------------------
 
     async def audit(self, request: Request) -> Response:
@@ -812,6 +851,8 @@ class EditorService:
             Route("/preview", self.preview, methods=["POST"]),
             Route("/upload", self.upload, methods=["POST"]),
             Route("/audit", self.audit, methods=["GET"]),
+            Route("/trash", self.trash, methods=["GET"]),
+            Route("/restore", self.restore, methods=["POST"]),
             Route("/assets/{name}", self.asset, methods=["GET"]),
         ]
 
