@@ -140,6 +140,26 @@ def test_login_attempts_are_limited_per_address_and_per_account(tmp_path: Path, 
     room.store.close()
 
 
+def test_parallel_guesses_cannot_pass_the_limit_together(tmp_path: Path, db_url: str):
+    from concurrent.futures import ThreadPoolExecutor
+
+    room = make_room(tmp_path, db_url, login_attempts_per_hour=3)
+    room.add_editor()
+    try:
+        clients = [room.client(("198.51.100.9", n)) for n in range(12)]
+        pages = [c.get(EDITOR + "signin") for c in clients]
+
+        def guess(n: int) -> int:
+            data = {"csrf": csrf_of(pages[n].text), "name": "minji", "password": f"guess {n}"}
+            return clients[n].post(EDITOR + "signin", data=data).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = sorted(pool.map(guess, range(12)))
+        assert statuses == [401] * 3 + [429] * 9
+    finally:
+        room.store.close()
+
+
 def test_sign_out_ends_the_session_server_side(room: Room):
     client, csrf = signed_in(room)
     cookie = client.cookies.get(SESSION_COOKIE)

@@ -48,6 +48,8 @@ from publisher.errors import PublisherError
 from publisher.store import Clock, Store, UtcDateTime
 
 SCOPES = ("create", "update", "delete", "media")
+KEEP_FAILURES = timedelta(days=1)
+_LOGIN_LOCK_SPACE = 5006  # first key of the two-key advisory lock per sign-in bucket (PostgreSQL)
 
 editor_metadata = MetaData()
 
@@ -292,37 +294,50 @@ class EditorStore:
 
     # sign-in limits ---------------------------------------------------------------------
 
-    def failures(self, buckets: Sequence[str], window: timedelta) -> int:
-        """The most failures any of ``buckets`` had in the last ``window``."""
-        since = self.clock() - window
+    def take_attempt(
+        self, buckets: Sequence[str], limit: int, window: timedelta
+    ) -> list[int] | None:
+        """Count one sign-in attempt against every bucket, or None when one is used up.
 
-        def work(conn: Connection) -> int:
-            query = (
-                select(func.count())
-                .select_from(editor_login_failures)
-                .where(editor_login_failures.c.at > since)
-            )
-            counts = [
-                int(
-                    conn.execute(query.where(editor_login_failures.c.bucket == bucket)).scalar_one()
-                )
-                for bucket in buckets
-            ]
-            return max(counts, default=0)
-
-        return self._run(work, write=False)
-
-    def record_failure(self, buckets: Sequence[str], keep: timedelta) -> None:
+        Check and count are one transaction that SQLite serializes (``BEGIN
+        IMMEDIATE``) and PostgreSQL serializes per bucket (advisory locks), so
+        parallel guesses cannot all pass the limit. A good password gives the
+        attempt back (:meth:`forgive`); a wrong one leaves it counted.
+        """
         now = self.clock()
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> list[int] | None:
+            if not self.store.is_sqlite:
+                for bucket in sorted(buckets):
+                    conn.execute(
+                        select(func.pg_advisory_xact_lock(_LOGIN_LOCK_SPACE, func.hashtext(bucket)))
+                    )
             conn.execute(
-                delete(editor_login_failures).where(editor_login_failures.c.at < now - keep)
+                delete(editor_login_failures).where(
+                    editor_login_failures.c.at < now - KEEP_FAILURES
+                )
             )
             for bucket in buckets:
-                conn.execute(insert(editor_login_failures).values(bucket=bucket, at=now))
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(editor_login_failures)
+                    .where(editor_login_failures.c.bucket == bucket)
+                    .where(editor_login_failures.c.at > now - window)
+                ).scalar_one()
+                if count >= limit:
+                    return None
+            return [
+                _new_id(conn.execute(insert(editor_login_failures).values(bucket=b, at=now)))
+                for b in buckets
+            ]
 
-        self._run(work)
+        return self._run(work)
+
+    def forgive(self, attempt_ids: Sequence[int]) -> None:
+        stmt = delete(editor_login_failures).where(
+            editor_login_failures.c.id.in_(list(attempt_ids))
+        )
+        self._run(lambda c: c.execute(stmt))
 
     # audit ------------------------------------------------------------------------------
 

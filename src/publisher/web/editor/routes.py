@@ -267,8 +267,8 @@ class EditorService:
             "name:" + hashlib.sha256(name.casefold().encode()).hexdigest()[:32],
         ]
         limit = self.config.editor.login_attempts_per_hour
-        window = _hours(1)
-        if await self._db(self.editors.failures, buckets, window) >= limit:
+        attempt = await self._db(self.editors.take_attempt, buckets, limit, _hours(1))
+        if attempt is None:
             response = self.signin_page(
                 429, "로그인 시도가 너무 많습니다. 한 시간 뒤에 다시 시도해 주세요."
             )
@@ -279,8 +279,8 @@ class EditorService:
             check_password, editor.password_hash if editor else None, password
         )
         if not ok or editor is None:
-            await self._db(self.editors.record_failure, buckets, _hours(24))
-            return self.signin_page(401, WRONG_SIGNIN)
+            return self.signin_page(401, WRONG_SIGNIN)  # the attempt stays counted
+        await self._db(self.editors.forgive, attempt)
         if needs_rehash(editor.password_hash):
             await self._db(self.editors.rehash, editor.id, hash_password(password))
         cookie = await self._db(self.sessions.start, editor)
