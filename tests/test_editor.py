@@ -811,3 +811,19 @@ def test_the_edit_page_shows_the_url_the_slug_gives(room: Room):
         EDITOR + "save", data=save_form(page, title="제목 없음", body="x", slug="mine")
     )
     assert "주소: <code>https://blog.example.com/posts/mine/</code>" in answer.text
+
+
+def test_the_preview_shows_the_mail_warnings_the_send_command_gives(tmp_path: Path):
+    room = make_room(tmp_path, sections={"newsletter": {"max_html_bytes": 10_000}})
+    room.add_editor()
+    try:
+        client, _ = signed_in(room)
+        page = client.get(EDITOR + "new").text
+        long_body = "\n\n".join(f"문단 {n}: " + "긴 글입니다. " * 20 for n in range(40))
+        answer = client.post(
+            EDITOR + "preview", data=save_form(page, title="긴 글", body=long_body)
+        )
+        assert answer.status_code == 200
+        assert "확인할 점" in answer.text and "Gmail clips messages" in answer.text
+    finally:
+        room.store.close()

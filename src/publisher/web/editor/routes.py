@@ -50,7 +50,7 @@ from publisher.deliver.transports import Outcome, SendResult
 from publisher.errors import PublisherError
 from publisher.publish.content import parse_moment, read_posts
 from publisher.publish.feeds import feed_entry_xml
-from publisher.publish.newsletter import personalize, render_post_issue
+from publisher.publish.newsletter import check_issue, personalize, render_post_issue
 from publisher.publish.render import PageRenderer
 from publisher.publish.site import build_site, post_path
 from publisher.publish.slugs import slug_from_filename, slugify
@@ -707,6 +707,7 @@ class EditorService:
             "email": email_html,
             "text": email_text,
             "subject": issue.subject,
+            "warnings": check_issue(issue, self.config),
         }
         return render(self.env, "editor/preview.html", problems=[], parts=parts)
 
