@@ -272,7 +272,9 @@ def test_a_new_post_is_written_to_date_slug_md_with_an_id(room: Room):
     assert answer.status_code == 200, answer.text
     path = room.root / "posts/2025-06-21-new-chips.md"
     text = path.read_text(encoding="utf-8")
-    assert re.match(r"---\nid: [0-9a-f]{16}\n", text)
+    assert re.match(
+        r"---\nid: [0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n", text
+    )
     assert 'title: "새로운 글: 반도체"\n' in text  # ': ' needs quotes, and reads back exactly
     assert "tags: [경제, 반도체]\n" in text and "draft: true\n" in text
     assert "저장했습니다." in answer.text

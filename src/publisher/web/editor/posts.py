@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import tempfile
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -181,7 +181,8 @@ def compose(form: PostForm, original: str | None, *, new_id: str | None = None) 
 
 
 def new_post_id() -> str:
-    return secrets.token_hex(8)
+    """A random post id, in the form `publisher new` writes (a UUID 4)."""
+    return str(uuid.uuid4())
 
 
 def new_post_name(config: Config, form: PostForm, now: datetime) -> str:
