@@ -48,9 +48,9 @@ from publisher.deliver.sender import new_issue
 from publisher.deliver.tokens import Purpose, TokenSigner
 from publisher.deliver.transports import Outcome, SendResult
 from publisher.errors import PublisherError
+from publisher.preview.page import preview_parts
 from publisher.publish.content import parse_moment, read_posts
-from publisher.publish.feeds import feed_entry_xml
-from publisher.publish.newsletter import check_issue, personalize, render_post_issue
+from publisher.publish.newsletter import render_post_issue
 from publisher.publish.render import PageRenderer
 from publisher.publish.site import build_site, post_path
 from publisher.publish.slugs import slug_from_filename, slugify
@@ -694,20 +694,14 @@ class EditorService:
         others = [p for p in read_posts(self.config).posts if p.source != post.source]
         site = build_site(self.config, [*others, post], self.clock(), include_drafts=True)
         site_post = next(p for p in site.posts if p.source == post.source)
-        issue = render_post_issue(site, site_post)
-        base = self.config.web_base_url
-        email_html, email_text = personalize(
-            issue,
-            unsubscribe_url=f"{base}unsubscribe/example",
-            preferences_url=f"{base}preferences/example",
-        )
+        shown = preview_parts(site, site_post)  # what `publisher preview` shows, from the same code
         parts = {
             "page": PageRenderer(site, self.env).post(site_post),
-            "feed": feed_entry_xml(site, site_post),
-            "email": email_html,
-            "text": email_text,
-            "subject": issue.subject,
-            "warnings": check_issue(issue, self.config),
+            "feed": shown.feed_entry,
+            "email": shown.email_html,
+            "text": shown.email_text,
+            "subject": shown.subject,
+            "warnings": shown.warnings,
         }
         return render(self.env, "editor/preview.html", problems=[], parts=parts)
 
