@@ -49,6 +49,7 @@ def _register_commands() -> None:
         preview_command,
         serve_command,
     )
+    from publisher.cli.editors import editors_group
     from publisher.cli.importing import import_command, rename_command
     from publisher.cli.run import run_command
     from publisher.cli.web import web_command
@@ -62,6 +63,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     cli.add_command(import_command)
     cli.add_command(rename_command)
+    cli.add_command(editors_group)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import make_msgid
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +18,7 @@ import click
 
 from publisher.cli.signals import stop_on_signals
 from publisher.config import Config, load_config, smtp_unused_warning
+from publisher.deliver.proof import send_proof
 from publisher.deliver.sender import (
     MessageComposer,
     Progress,
@@ -537,34 +537,7 @@ def _dry_run(store: Store, key: str, subject: str, post: Post) -> None:
 
 def _send_test(config: Config, store: Store, new: NewIssue, address: str) -> None:
     """One copy to ``address``: the same body and headers, no delivery rows."""
-    to = normalize_email(address)
-    now = utc_now()
-    issue = Issue(
-        id=0,
-        key=new.key,
-        post_slugs=new.post_slugs,
-        categories=new.categories,
-        subject=new.subject,
-        preheader=new.preheader,
-        html=new.html,
-        text=new.text,
-        digest=new.digest,
-        status=IssueStatus.DRAFT,
-        pause_reason=None,
-        created_at=now,
-        snapshot_at=None,
-        finished_at=None,
-    )
-    reader = Subscriber(0, to, SubscriberStatus.ACTIVE, (), now, None, None, 0, 0, None)
-    composer = MessageComposer(config, _signer(config, store), utc_now)
-    # A fresh Message-ID each time: providers drop repeats of one they have seen.
-    domain = config.newsletter.from_address.rpartition("@")[2]
-    data = composer.compose(issue, reader, make_msgid("test", domain=domain))
-    transport = transport_factory(config)()
-    try:
-        result = transport.send(config.newsletter.from_address, to, data)
-    finally:
-        transport.close()
+    to, result = send_proof(config, _signer(config, store), new, address, utc_now)
     if result.outcome != Outcome.SENT:
         raise PublisherError(f"test message to {to} not sent ({result.outcome}): {result.reply}")
     click.echo(

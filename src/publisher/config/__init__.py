@@ -679,6 +679,49 @@ SETTINGS: tuple[Setting, ...] = (
         300,
         "How long a claimed delivery or job stays claimed before another process may take it.",
     ),
+    _s(
+        "editor",
+        "enabled",
+        boolean,
+        False,
+        "Serve the browser editor and Micropub from `publisher web`.",
+    ),
+    _s(
+        "editor",
+        "base_url",
+        optional(http_url),
+        "",
+        "Public URL of the editor; empty = `<site.base_url>editor/` (Micropub is `<base_url>micropub`).",
+    ),
+    _s("editor", "session_hours", integer(1, 720), 12, "How long an editor stays signed in."),
+    _s(
+        "editor",
+        "login_attempts_per_hour",
+        integer(1, 10_000),
+        10,
+        "Failed sign-ins allowed per client address and per account per hour.",
+    ),
+    _s(
+        "editor",
+        "max_upload_bytes",
+        integer(1024, 100_000_000),
+        10_000_000,
+        "Largest image an editor or a writing app may upload.",
+    ),
+    _s(
+        "editor",
+        "git_commit",
+        boolean,
+        False,
+        "Commit each save when the site folder is a git repository.",
+    ),
+    _s(
+        "editor",
+        "trash_dir",
+        relative_dir,
+        "trash",
+        "Where deleted posts go (restorable), under the site folder.",
+    ),
 )
 
 
@@ -799,6 +842,16 @@ class InboundConfig:
     ses_topic_arn: str
 
 
+class EditorConfig:
+    enabled: bool
+    base_url: str | None
+    session_hours: int
+    login_attempts_per_hour: int
+    max_upload_bytes: int
+    git_commit: bool
+    trash_dir: str
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     poll_seconds: int
@@ -816,6 +869,7 @@ _SECTIONS: dict[str, type] = {
     "web": WebConfig,
     "inbound": InboundConfig,
     "schedule": ScheduleConfig,
+    "editor": EditorConfig,
 }
 
 
@@ -834,6 +888,7 @@ class Config:
     web: WebConfig
     schedule: ScheduleConfig
     inbound: InboundConfig
+    editor: EditorConfig
     source: str = CONFIG_NAME
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -856,6 +911,10 @@ class Config:
     @property
     def web_base_url(self) -> str:
         return self.web.base_url or self.site.base_url + "newsletter/"
+
+    @property
+    def editor_base_url(self) -> str:
+        return self.editor.base_url or self.site.base_url + "editor/"
 
     @property
     def list_id(self) -> str:

@@ -49,6 +49,7 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    EDITOR_SESSION = "editor-session"  # the editor's sign-in cookie (publisher.web.editor)
 
 
 class InvalidToken(Exception):

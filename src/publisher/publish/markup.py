@@ -35,7 +35,7 @@ _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "*": {"class", "id", "title", "lang", "dir"},
     "a": {"href", "rel"},
-    "img": {"src", "alt", "width", "height", "loading"},
+    "img": {"src", "alt", "width", "height", "loading", "srcset", "sizes"},  # srcset: editor images
     "th": {"style", "colspan", "rowspan", "scope"},
     "td": {"style", "colspan", "rowspan"},
     "ol": {"start"},

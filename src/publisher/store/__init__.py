@@ -334,6 +334,13 @@ def _migration_bounces(conn: Connection) -> None:
     create_tables(conn)
 
 
+def _migration_editors(conn: Connection) -> None:
+    """The editor's tables (publisher.store.editors); idempotent, order-independent."""
+    from publisher.store.editors import create_tables  # that module builds on this one
+
+    create_tables(conn)
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_1,
@@ -341,6 +348,7 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_published_identity,
     _migration_handed_over,
     _migration_bounces,
+    _migration_editors,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

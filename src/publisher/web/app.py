@@ -594,8 +594,13 @@ def create_app(
         yield
         await run_in_threadpool(service.queue.close)
 
+    from publisher.web.editor import editor_routes  # mounted first: the web path may be "/"
+
     outer = Starlette(
-        routes=[Mount(mount_path(config), app=inner)],
+        routes=[
+            *editor_routes(config, store, keys, clock, env),
+            Mount(mount_path(config), app=inner),
+        ],
         middleware=[Middleware(SecurityHeaders, headers=headers)],
         lifespan=lifespan,
     )
