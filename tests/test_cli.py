@@ -88,19 +88,27 @@ def test_every_help_example_works_on_the_sample_site(tmp_path: Path, monkeypatch
     sample, _warnings = load_site(load_config(site, env={}), datetime.now(UTC))
     for example in examples:
         words = shlex.split(example)
+        stdin = None
+        if "|" in words:  # echo 'text' | publisher ...: the text on standard input
+            at = words.index("|")
+            assert words[0] == "echo", example
+            stdin, words = " ".join(words[1:at]) + "\n", words[at + 1 :]
         while "=" in words[0]:  # VARIABLE=value publisher ...
             words.pop(0)
         assert words[0] == "publisher", example
+        if "<" in words:  # publisher ... < FILE: the file on standard input
+            at = words.index("<")
+            stdin, words = (site / words[at + 1]).read_text(encoding="utf-8"), words[:at]
         args, _redirect, target = _split_redirect(words[1:])
         if "--category" in args:
             named = args[args.index("--category") + 1]
             assert named in {c.name for c in sample.categories}, f"{example}: no {named}"
-        if args[0] in SERVERS or args == ["run"]:
+        if args[0] in SERVERS or args == ["run"] or "--listen" in args:
             if args[0] == "preview":
                 find_post(sample, args[1])  # raises for a post the sample does not have
             result = CliRunner().invoke(cli_module.cli, ["--site", str(site), *args, "--help"])
         else:
-            result = CliRunner().invoke(cli_module.cli, ["--site", str(site), *args])
+            result = CliRunner().invoke(cli_module.cli, ["--site", str(site), *args], input=stdin)
             if target:
                 Path(target).write_text(result.output, encoding="utf-8")
         assert result.exit_code == 0, f"{example}\n{result.output}\n{result.exception!r}"

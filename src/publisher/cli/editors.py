@@ -118,7 +118,8 @@ def remove_command(ctx: click.Context, name: str) -> None:
 
     \b
     Example:
-        publisher editors remove minji
+        echo 'a third long passphrase' | publisher editors add jisu
+        publisher editors remove jisu
     """
     _config, store = _editors(ctx)
     if not store.remove_editor(name):
@@ -177,7 +178,7 @@ def revoke_command(ctx: click.Context, name: str, token_id: int | None) -> None:
 
     \b
     Example:
-        publisher editors revoke minji --id 3
+        publisher editors revoke minji --id 1
     """
     _config, store = _editors(ctx)
     editor = _editor(store, name)

@@ -92,7 +92,7 @@ def inbound_command(
 
     \b
     Example:
-        publisher inbound --recipient bounces@blog.example.com < bounce.eml
+        publisher inbound --recipient bounces@blog.example.com < examples/inbound/bounce.eml
         publisher inbound --listen 127.0.0.1:2424
     """
     _log_to_stderr()
@@ -233,7 +233,7 @@ def suppressions_import(ctx: click.Context, file: IO[str]) -> None:
 
     \b
     Example:
-        publisher suppressions import provider-suppressions.csv
+        publisher suppressions import suppressions.csv
     """
     addresses = _csv_addresses(file)
     bounces = BounceStore(_store(_config(ctx)))

@@ -842,6 +842,7 @@ class InboundConfig:
     ses_topic_arn: str
 
 
+@dataclass(frozen=True)
 class EditorConfig:
     enabled: bool
     base_url: str | None
