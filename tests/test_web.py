@@ -52,7 +52,7 @@ from publisher.store import (
     SubscriberStatus,
 )
 from publisher.store.signups import MailStatus
-from publisher.web.app import WebService, create_app
+from publisher.web.app import Categories, WebService, create_app
 from publisher.web.forms import ClientAddress, rate_key
 from smtp_sink import SmtpSink, free_port
 
@@ -416,6 +416,7 @@ def test_a_new_category_is_accepted_after_the_posts_change(tmp_path: Path):
     assert refresher.refresh()
     assert refresher.categories.names == ("과학", "세계")
     assert refresher.categories.check(["세계", "과학", "세계"]) == ("과학", "세계")
+    assert sorted(refresher.categories.post_dates) == ["a", "b"]  # the archive's order
 
 
 def test_signups_never_read_the_posts(tmp_path: Path):
@@ -978,6 +979,26 @@ def test_archive_lists_sent_issues_without_any_token(web: Web):
     # Past PostgreSQL's integer (a false 503) and SQLite's int64 (OverflowError, a 500).
     for hidden in (draft, paused, 9999, 2**31, 10**20):
         assert web.client.get(f"{WEB}archive/{hidden}").status_code == 404
+
+
+def test_archive_lists_issues_by_their_posts_dates_not_by_send_order(make_web: WebFactory):
+    """Issue 8 item 20: a post mailed late (a resumed send, a digest) keeps its place."""
+    from datetime import datetime, timedelta, timezone
+
+    seoul = timezone(timedelta(hours=9))
+    dates = {"newer": datetime(2025, 6, 20, 9, 0, tzinfo=seoul)}
+    dates["older"] = datetime(2025, 6, 1, 9, 0, 30, 123456, tzinfo=seoul)
+    web = make_web(categories=Categories(CATEGORIES, dates))
+    for slug in ("newer", "older", "gone"):  # sent in this order; "gone" has no post any more
+        issue, _ = web.store.create_issue(
+            NewIssue(slug, (slug,), (), f"제목 {slug}", "미리보기", "<p>본문</p>", "text", "0" * 64)
+        )
+        web.store.set_issue_status(issue.id, IssueStatus.DONE)
+    listing = web.client.get(WEB + "archive/").text
+    order = [listing.index(f"제목 {slug}") for slug in ("gone", "newer", "older")]
+    assert order == sorted(order)  # "gone" by its send time (now), then the posts by date
+    assert 'datetime="2025-06-20T09:00:00+09:00"' in listing
+    assert 'datetime="2025-06-01T09:00:30+09:00"' in listing  # no microseconds
 
 
 def test_health(web: Web):

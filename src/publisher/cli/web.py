@@ -61,10 +61,11 @@ UVICORN_OPTIONS: dict[str, Any] = {
 CATEGORY_POLL_SECONDS = 10.0
 
 
-def site_categories(config: Config, now: datetime) -> tuple[str, ...]:
-    """The categories of the public posts at ``now``; a post with problems is left out."""
-    posts = read_posts(config).posts
-    return tuple(c.name for c in build_site(config, posts, now).categories)
+def site_categories(config: Config, now: datetime) -> tuple[tuple[str, ...], dict[str, datetime]]:
+    """The categories of the public posts at ``now``, and each post's date by slug (for the
+    archive's order); a post with problems is left out."""
+    site = build_site(config, read_posts(config).posts, now)
+    return tuple(c.name for c in site.categories), {p.slug: p.date for p in site.posts}
 
 
 class CategoryRefresher:
@@ -97,12 +98,12 @@ class CategoryRefresher:
         if seen == self._seen:
             return False
         try:
-            names = site_categories(self.config, self.clock())
+            names, post_dates = site_categories(self.config, self.clock())
         except Exception as exc:  # a post the reader cannot open must not stop the service
             log.warning("categories not re-read, keeping %s: %s", self.categories.names, exc)
             return False
         self._seen = seen
-        self.categories.replace(names)
+        self.categories.replace(names, post_dates)
         return True
 
     def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:

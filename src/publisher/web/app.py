@@ -48,10 +48,11 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from types import MappingProxyType
 from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -118,20 +119,36 @@ SIGNUP_TEMPLATE = "partials/signup.html"
 
 
 class Categories:
-    """The site's category names, as the composition root last read them from the posts.
+    """The site's category names and post dates, as the composition root last read them.
 
     The service never reads posts itself (no file I/O at request time, and a
     broken post cannot turn a signup into a 500): ``publisher web`` reads the
     site at start-up and calls :meth:`replace` when the posts change
-    (publisher.cli.web). Replacing the tuple is atomic, so requests see the
-    old list or the new one, never a mix.
+    (publisher.cli.web). Names and dates are replaced as one tuple, atomically,
+    so requests see the old reading or the new one, never a mix.
     """
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        self.names = tuple(names)
+    def __init__(
+        self, names: Iterable[str] = (), post_dates: Mapping[str, datetime] | None = None
+    ) -> None:
+        self._reading: tuple[tuple[str, ...], Mapping[str, datetime]] = (
+            tuple(names),
+            MappingProxyType(dict(post_dates or {})),
+        )
 
-    def replace(self, names: Iterable[str]) -> None:
-        self.names = tuple(names)
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._reading[0]
+
+    @property
+    def post_dates(self) -> Mapping[str, datetime]:
+        """Each public post's date by slug: the archive lists issues by their posts' dates."""
+        return self._reading[1]
+
+    def replace(
+        self, names: Iterable[str], post_dates: Mapping[str, datetime] | None = None
+    ) -> None:
+        self._reading = (tuple(names), MappingProxyType(dict(post_dates or {})))
 
     def check(self, values: Iterable[str]) -> tuple[str, ...] | None:
         """``values`` deduplicated in site order, or None when one is unknown."""
@@ -423,9 +440,15 @@ class WebService:
 
     async def archive(self, request: Request) -> Response:
         issues = await self._db(self._sent_issues)
-        items = [
-            ArchiveItem(i.subject, _issue_date(i), f"{self.links.archive}{i.id}") for i in issues
-        ]
+        dates = self.categories.post_dates  # one snapshot for the whole page
+        items = sorted(
+            (
+                ArchiveItem(i.subject, _issue_date(i, dates), f"{self.links.archive}{i.id}")
+                for i in issues
+            ),
+            key=lambda item: (item.date, item.url),
+            reverse=True,
+        )
         return self.pages.render(
             "web/archive.html", title="지난 뉴스레터", private=False, issues=items
         )
@@ -549,8 +572,11 @@ def _by_method(get: Endpoint, post: Endpoint) -> Endpoint:
     return endpoint
 
 
-def _issue_date(issue: Issue) -> datetime:
-    return issue.finished_at or issue.snapshot_at or issue.created_at
+def _issue_date(issue: Issue, post_dates: Mapping[str, datetime]) -> datetime:
+    """The date of the issue's newest post (what readers know it by), else when it was sent;
+    a digest sent on Monday is listed by its posts, not by the day the mail went (issue 8)."""
+    known = [post_dates[slug] for slug in issue.post_slugs if slug in post_dates]
+    return max(known) if known else issue.finished_at or issue.snapshot_at or issue.created_at
 
 
 # --- the app -----------------------------------------------------------------------------------
