@@ -99,7 +99,7 @@ class FaultyHandler:
         with self.lock:
             return list(self.accepted)
 
-    def take_in_flight(self, margin: float = 0.1) -> str | None:
+    def take_in_flight(self, margin: float = 0.4) -> str | None:
         """An address whose RCPT is being answered slowly, its reply still ``margin`` s away."""
         now = time.time()
         with self.lock:
