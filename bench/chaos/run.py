@@ -191,6 +191,7 @@ class Cli:
         self.logs = root / "logs"
         self.logs.mkdir()
         self.count = 0
+        self.procs: list[subprocess.Popen[bytes]] = []
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "publisher", "--site", str(self.root), *args]
@@ -206,7 +207,16 @@ class Cli:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         self.count += 1
         out = (self.logs / f"{self.count:03d}-{args[0]}.log").open("wb")
-        return subprocess.Popen(self.argv(*args), env=self.env, stdout=out, stderr=out)
+        proc = subprocess.Popen(self.argv(*args), env=self.env, stdout=out, stderr=out)
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        """Every process still running (an interrupted run leaves none behind)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def sender(self) -> subprocess.Popen[bytes]:
         return self.start("send", "--post", POST, "--resume")
@@ -335,7 +345,9 @@ def chaos(args: argparse.Namespace, root: Path) -> int:
         finally:
             unsubscriber.close()
             web.send_signal(signal.SIGTERM)
-            web.wait(timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                web.wait(timeout=30)
+            cli.kill_all()
         elapsed = time.time() - began
         status = cli.run("status", check=False).stdout
         ok = report(args, store, server, log, everyone, finished, elapsed, status)
@@ -495,7 +507,7 @@ def report(
     verdicts.append(
         (
             not late,
-            f"no message after an unsubscribe was recorded: {len(unsub_done)} unsubscribed "
+            f"no message after an unsubscribe was recorded: {len(unsub_done)} addresses unsubscribed "
             f"({_hows(log)}), {len(late)} messages after",
         )
     )
@@ -584,6 +596,10 @@ def _hows(log: Log) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
@@ -609,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the site, logs and SQLite DB here")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _terminate)  # clean up (senders, the PG database) on SIGTERM
     print(f"chaos seed {args.seed} ({datetime.now(UTC):%H:%M:%S} UTC)", flush=True)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
