@@ -285,8 +285,8 @@ class Unsubscriber(threading.Thread):
         return None
 
 
-def wait_for_web(port: int, deadline: float) -> None:
-    while time.time() < deadline:
+def wait_for_web(port: int, deadline: float, web: subprocess.Popen[bytes], log: Path) -> None:
+    while time.time() < deadline and web.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
                 return
@@ -294,7 +294,8 @@ def wait_for_web(port: int, deadline: float) -> None:
             return  # it answers
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("publisher web did not start")
+    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+    raise SystemExit("publisher web did not start; " + log.name + ":\n" + "\n".join(tail))
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -336,7 +337,7 @@ def chaos(args: argparse.Namespace, root: Path) -> int:
         store = Store.open(url)
         log = Log()
         web = cli.start("web")
-        wait_for_web(web_port, time.time() + 30)
+        wait_for_web(web_port, time.time() + 30, web, cli.logs / f"{cli.count:03d}-web.log")
         unsubscriber = Unsubscriber(cli, store, server, log)
         unsubscriber.start()
         began = time.time()
