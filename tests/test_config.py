@@ -114,3 +114,20 @@ def test_smtp_settings_that_the_outbox_ignores_are_named():
     ]
     used = make_config(env=env, newsletter={"transport": "smtp"}, smtp={"host": "mail.example.com"})
     assert unused_smtp_settings(used) == []
+
+
+def test_choices_are_enums_that_still_equal_their_strings():
+    from publisher.config import Cadence, Content, InDoubtPolicy, Security, Transport
+
+    config = make_config(
+        newsletter={"cadence": "weekly", "content": "summary", "in_doubt_policy": "hold"},
+        smtp={"security": "tls"},
+    )
+    n = config.newsletter
+    assert n.cadence is Cadence.WEEKLY and n.cadence == "weekly"
+    assert n.content is Content.SUMMARY
+    assert n.transport is Transport.OUTBOX and n.transport == "outbox"
+    assert n.in_doubt_policy is InDoubtPolicy.HOLD
+    assert config.smtp.security is Security.TLS
+    with pytest.raises(ConfigError, match='cadence: expected one of "per_post", "daily", "weekly"'):
+        make_config(newsletter={"cadence": 7})
