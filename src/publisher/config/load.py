@@ -94,9 +94,55 @@ def config_from_mapping(
             env=dict(os.environ if env is None else env),
             **sections,
         )
+        problems = [Problem(where, message) for message in cross_key_problems(config)]
     if problems:
         raise ConfigError(problems, hint="See the configuration reference in README.md.")
     return config
+
+
+def cross_key_problems(config: Config) -> list[str]:
+    """The rules between keys, checked once every key is valid on its own."""
+    found: list[str] = []
+    output = config.output_path.resolve()
+    # A build replaces the whole output folder: what lies inside it is lost, and a
+    # folder of inputs that holds the output would read the output back as input.
+    for key, path in (
+        ("[build].posts_dir", config.posts_path),
+        ("[build].templates_dir", config.templates_path),
+    ):
+        inside = _overlap(output, path.resolve())
+        if inside:
+            found.append(
+                f"[build].output_dir {inside} {key}; a build replaces the whole output "
+                "folder: give them separate folders"
+            )
+    if config.outbox_path.resolve().is_relative_to(output):
+        found.append(
+            "[newsletter].outbox_dir is inside [build].output_dir; a build replaces the "
+            "output folder (and would publish the mail): put the outbox beside it"
+        )
+    lease, timeout = config.schedule.lease_seconds, config.smtp.timeout_seconds
+    if lease < 3 * timeout:
+        # publisher.deliver.sender claims what can be sent within a third of the lease,
+        # each SMTP step taking up to the timeout; below one message the lease could run
+        # out mid-send and another process take the row (G6).
+        found.append(
+            f"[schedule].lease_seconds ({lease}) must be at least 3 x [smtp].timeout_seconds "
+            f"({timeout:g}), so one message can be sent within a lease: raise lease_seconds "
+            "or lower timeout_seconds"
+        )
+    return found
+
+
+def _overlap(output: Path, other: Path) -> str:
+    """How ``output`` and ``other`` overlap, as words, or "" when they do not."""
+    if output == other:
+        return "is the same folder as"
+    if output.is_relative_to(other):
+        return "is inside"
+    if other.is_relative_to(output):
+        return "contains"
+    return ""
 
 
 def _build_section(
