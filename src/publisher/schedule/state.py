@@ -4,7 +4,8 @@ Every key and every encoding the scheduler stores is here and only here: the
 key names and formats are data in existing databases and must not change
 (``"<iso instant> <slug>"`` for the next due post, ISO dates and instants, ``"1"``
 for a flag). Callers read and write typed values; nothing else in
-publisher.schedule calls ``get_setting``/``set_setting``.
+publisher.schedule reads or writes these keys (the send job only asks whether the
+web service's own schema key exists, publisher.store.signups.VERSION_KEY).
 """
 
 from __future__ import annotations
