@@ -223,7 +223,12 @@ def smtp_site(tmp_path: Path, db_url: str, smtp_sink: SmtpSink) -> Path:
     root = write_config(
         tmp_path / "site",
         newsletter={"start": date(2025, 6, 1), "transport": "smtp"},
-        smtp={"host": "127.0.0.1", "port": smtp_sink.port, "security": "none"},
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp_sink.port,
+            "security": "none",
+            "timeout_seconds": 10,
+        },
         schedule={"poll_seconds": 1, "lease_seconds": 30},
     )
     root = root.resolve()

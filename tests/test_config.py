@@ -114,3 +114,53 @@ def test_smtp_settings_that_the_outbox_ignores_are_named():
     ]
     used = make_config(env=env, newsletter={"transport": "smtp"}, smtp={"host": "mail.example.com"})
     assert unused_smtp_settings(used) == []
+
+
+def test_choices_are_enums_that_still_equal_their_strings():
+    from publisher.config import Cadence, Content, InDoubtPolicy, Security, Transport
+
+    config = make_config(
+        newsletter={"cadence": "weekly", "content": "summary", "in_doubt_policy": "hold"},
+        smtp={"security": "tls"},
+    )
+    n = config.newsletter
+    assert n.cadence is Cadence.WEEKLY and n.cadence == "weekly"
+    assert n.content is Content.SUMMARY
+    assert n.transport is Transport.OUTBOX and n.transport == "outbox"
+    assert n.in_doubt_policy is InDoubtPolicy.HOLD
+    assert config.smtp.security is Security.TLS
+    with pytest.raises(ConfigError, match='cadence: expected one of "per_post", "daily", "weekly"'):
+        make_config(newsletter={"cadence": 7})
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        ({"output_dir": "posts"}, "[build].output_dir is the same folder as [build].posts_dir"),
+        ({"output_dir": "posts/site"}, "[build].output_dir is inside [build].posts_dir"),
+        ({"posts_dir": "public/posts"}, "[build].output_dir contains [build].posts_dir"),
+        ({"templates_dir": "public/t"}, "[build].output_dir contains [build].templates_dir"),
+    ],
+)
+def test_output_folder_must_not_overlap_the_inputs(build: dict[str, str], message: str):
+    with pytest.raises(ConfigError) as info:
+        make_config(build=build)
+    assert f"config.toml: {message}; a build replaces the whole output folder" in str(info.value)
+
+
+def test_outbox_inside_the_output_folder_is_refused():
+    with pytest.raises(ConfigError) as info:
+        make_config(newsletter={"outbox_dir": "public/mail"})
+    assert "[newsletter].outbox_dir is inside [build].output_dir" in str(info.value)
+    make_config(newsletter={"outbox_dir": "mail"})  # beside it is fine
+
+
+def test_lease_too_short_for_one_smtp_message_is_refused_not_clamped():
+    # publisher.deliver.sender would otherwise raise its claim size of 0 to 1 silently.
+    with pytest.raises(ConfigError) as info:
+        make_config(schedule={"lease_seconds": 60}, smtp={"timeout_seconds": 30})
+    assert str(info.value).count("problem") == 1
+    assert "[schedule].lease_seconds (60) must be at least 3 x [smtp].timeout_seconds (30)" in str(
+        info.value
+    )
+    assert make_config(schedule={"lease_seconds": 90}, smtp={"timeout_seconds": 30})

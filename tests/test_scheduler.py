@@ -131,8 +131,10 @@ def rig_factory(tmp_path: Path, db_url: str, sink: SmtpSink) -> RigFactory:
     def make(now: datetime = MORNING, **overrides: dict[str, Any]) -> Rig:
         newsletter = {"start": date(2025, 6, 1), **overrides.pop("newsletter", {})}
         schedule = {"poll_seconds": 60, "lease_seconds": 30, **overrides.pop("schedule", {})}
+        # A 30 s lease needs SMTP steps of at most 10 s (config: lease >= 3 x timeout).
+        smtp = {"timeout_seconds": 10, **overrides.pop("smtp", {})}
         root = write_config(
-            tmp_path / "site", newsletter=newsletter, schedule=schedule, **overrides
+            tmp_path / "site", newsletter=newsletter, schedule=schedule, smtp=smtp, **overrides
         )
         clock = FakeClock(now)
         store = open_store(db_url, clock)
@@ -218,6 +220,7 @@ def test_posts_published_while_the_newsletter_is_off_are_not_mailed_later(
         rig.root,
         newsletter={"enabled": True, "start": date(2025, 6, 1)},
         schedule={"lease_seconds": 30},
+        smtp={"timeout_seconds": 10},
     )
     on = reload_config(rig)
     rig.post("loud", "2025-06-20 09:00")

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from publisher.config import Cadence
 from publisher.schedule.slots import DigestSchedule, Slot, describe, slot_instant
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -45,7 +46,7 @@ def test_slot_instant_in_seoul_is_always_utc_plus_9():
 
 
 def test_weekly_latest_and_following_around_monday_0800_seoul():
-    weekly = DigestSchedule("weekly", time(8, 0), "monday", SEOUL)
+    weekly = DigestSchedule(Cadence.WEEKLY, time(8, 0), "monday", SEOUL)
     monday_slot = Slot(date(2025, 6, 16), utc(2025, 6, 15, 23, 0))
     assert weekly.latest(utc(2025, 6, 15, 23, 0)) == monday_slot
     assert weekly.latest(utc(2025, 6, 15, 22, 59)).day == date(2025, 6, 9)
@@ -80,7 +81,7 @@ def slots_seen(schedule: DigestSchedule, start: datetime, end: datetime) -> list
 def test_a_daily_digest_is_neither_skipped_nor_repeated_on_transition_days(
     zone: ZoneInfo, at: time, days: tuple[date, date]
 ):
-    daily = DigestSchedule("daily", at, "monday", zone)
+    daily = DigestSchedule(Cadence.DAILY, at, "monday", zone)
     first, last = days
     start = datetime.combine(first, time(0, 0), tzinfo=zone).astimezone(UTC) - timedelta(hours=2)
     end = datetime.combine(last, time(23, 59), tzinfo=zone).astimezone(UTC)
@@ -94,7 +95,7 @@ def test_a_daily_digest_is_neither_skipped_nor_repeated_on_transition_days(
 
 
 def test_the_clock_stepping_back_55_minutes_finds_the_same_slot():
-    daily = DigestSchedule("daily", time(8, 0), "monday", SEOUL)
+    daily = DigestSchedule(Cadence.DAILY, time(8, 0), "monday", SEOUL)
     after = utc(2025, 6, 16, 23, 10)  # 08:10 KST on the 17th
     assert daily.latest(after).day == date(2025, 6, 17)
     assert daily.latest(after - timedelta(minutes=55)).day == date(2025, 6, 16)  # not a new slot

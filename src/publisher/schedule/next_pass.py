@@ -9,21 +9,16 @@ recognised, the newsletter start, per-post issues or the next digest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 from publisher.config import Config
 from publisher.publish.content import Post, read_posts
 from publisher.publish.site import build_site
+from publisher.schedule.context import Clock
 from publisher.schedule.identity import Rename, find_renames, published_moment, renamed_slugs
-from publisher.schedule.runner import (
-    AS_OF_KEY,
-    DIGEST_KEY,
-    ENABLED_AT_KEY,
-    Clock,
-    digest_schedule,
-    start_instant,
-)
+from publisher.schedule.issues_job import digest_schedule, start_instant
 from publisher.schedule.slots import describe
+from publisher.schedule.state import SchedulerState
 from publisher.store import Store
 
 
@@ -55,10 +50,7 @@ def next_pass(config: Config, store: Store, clock: Clock) -> NextPass:
     records = store.published_posts()
     renames = find_renames(result.posts, records)
     known = renamed_slugs(records, renames)
-    as_of = store.get_setting(AS_OF_KEY)
-    moment = published_moment(
-        now, result.posts, known, datetime.fromisoformat(as_of) if as_of else None
-    )
+    moment = published_moment(now, result.posts, known, SchedulerState(store).published_as_of)
     site = build_site(config, result.posts, moment)
     fresh = tuple(sorted((p for p in site.posts if p.slug not in known), key=_oldest_first))
     moved = {r.old: r.new for r in renames}
@@ -87,8 +79,8 @@ def _mailings(
             for p in posts
         )
     slot, when = schedule.latest(now), "in the next pass"
-    handled = store.get_setting(DIGEST_KEY)
-    if handled is not None and date.fromisoformat(handled) >= slot.day:
+    handled = SchedulerState(store).digest_slot
+    if handled is not None and handled >= slot.day:
         slot = schedule.following(now)
         when = f"at {describe(slot, schedule.zone)}"
     due = tuple(p for p in posts if p.date <= slot.instant)
@@ -100,8 +92,7 @@ def _mailings(
 def _start(config: Config, store: Store) -> datetime | None:
     if config.newsletter.start is not None:
         return start_instant(config.newsletter.start, config)
-    value = store.get_setting(ENABLED_AT_KEY)
-    return datetime.fromisoformat(value) if value else None
+    return SchedulerState(store).enabled_at
 
 
 def _recipients(store: Store, posts: tuple[Post, ...]) -> int:

@@ -29,10 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from publisher.config import WEEKDAYS
-
-DAILY = "daily"
-WEEKLY = "weekly"
+from publisher.config import WEEKDAYS, Cadence
 
 
 @dataclass(frozen=True)
@@ -51,13 +48,13 @@ class Slot:
 class DigestSchedule:
     """When digests are due: cadence, local time, weekday (weekly only), zone."""
 
-    cadence: str  # "daily" or "weekly"
+    cadence: Cadence  # daily or weekly
     at: time
     weekday: str  # "monday" ... ; ignored for daily
     zone: ZoneInfo
 
     def is_slot_day(self, day: date) -> bool:
-        return self.cadence == DAILY or day.weekday() == WEEKDAYS.index(self.weekday)
+        return self.cadence == Cadence.DAILY or day.weekday() == WEEKDAYS.index(self.weekday)
 
     def slot(self, day: date) -> Slot:
         return Slot(day, slot_instant(day, self.at, self.zone))
