@@ -60,6 +60,7 @@ def send(store: Store, issue_id: int, sink: SmtpSink, p: SendPolicy | None = Non
         kw.pop("composer", PlainComposer()),
         p or policy(),
         rng=random.Random(7),
+        clock=kw.pop("clock", store.clock),
         **kw,
     )
 
@@ -397,14 +398,16 @@ def test_throttle_long_after_the_last_one_starts_from_the_base_f15(db_url: str):
     clock = FakeClock()
     store = open_store(db_url, clock)
     p = policy()
-    throttle = Throttle(store, p, RateLimiter(0))
+    throttle = Throttle(store, p, RateLimiter(0), store.clock)
     for _ in range(3):
         throttle.throttled("451 4.7.1 slow down")
         clock.advance(seconds=throttle.remaining())
     throttle.throttled("again")  # the fourth in a row: 240 s
     assert throttle.remaining() == 240.0
     clock.advance(seconds=240 + p.throttle_max_seconds + 1)
-    later = Throttle(store, p, RateLimiter(0))  # another process reads the stored level
+    later = Throttle(
+        store, p, RateLimiter(0), store.clock
+    )  # another process reads the stored level
     later.throttled("much later")
     assert later.remaining() == 30.0
 

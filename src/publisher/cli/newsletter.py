@@ -558,6 +558,7 @@ def _run_send(config: Config, store: Store, issue: Issue) -> None:
             policy,
             stop=stop,
             progress=_progress_printer(),
+            clock=utc_now,
         )
     _print_report(issue, report)
     click.echo(f"mail went to {mail_destination(config)}")

@@ -586,6 +586,7 @@ class Runner:
                 stop=self.stop,
                 progress=lambda _progress: renew(),
                 name=self.name,
+                clock=self.clock,
             )
         except PublisherError as exc:  # paused meanwhile by another process
             self._waiting(run, f"issue:{issue.id}", f"issue {issue.id}: {exc}")
