@@ -91,7 +91,6 @@ from publisher.config import Config
 from publisher.deliver.confirmations import ConfirmationDrain, ConfirmationMailer
 from publisher.deliver.sender import (
     Composer,
-    MessageComposer,
     SendPolicy,
     SendReport,
     StopReason,
@@ -210,7 +209,7 @@ class Runner:
         transport_factory: TransportFactory,
         log: logging.Logger,
         *,
-        composer: Composer | None = None,
+        composer: Composer,  # built by the composition root (publisher.wiring)
         stop: threading.Event | None = None,
         builder: Builder | None = None,
         backoff: Backoff | None = None,
@@ -570,7 +569,7 @@ class Runner:
             signer = make_signer(self.config, self.store, self.clock, warn=self.log.warning)
             web_store = WebStore.open(self.store)
             self._confirmations = ConfirmationDrain(
-                self.config, web_store, signer, mailer, name=self.name
+                self.config, web_store, signer, mailer, clock=self.clock, name=self.name
             )
         return self._confirmations
 
@@ -639,8 +638,6 @@ class Runner:
         self._waiting(run, f"issue:{issue.id}", why)
 
     def composer(self) -> Composer:
-        if self._composer is None:
-            self._composer = default_composer(self.config, self.store, self.clock, self.log)
         return self._composer
 
     # helpers ----------------------------------------------------------------------------------
@@ -798,11 +795,6 @@ def _tally(counts: DeliveryCounts) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def default_composer(config: Config, store: Store, clock: Clock, log: logging.Logger) -> Composer:
-    """The composer ``publisher send`` uses: signed per-subscriber links, headers, DKIM."""
-    return MessageComposer(config, make_signer(config, store, clock, warn=log.warning), clock)
 
 
 # --- status --------------------------------------------------------------------------------------
