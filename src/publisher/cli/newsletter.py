@@ -25,6 +25,7 @@ from publisher.deliver.sender import (
     SendPolicy,
     SendReport,
     StopReason,
+    describe_counts,
     new_issue,
     resume_issue,
     send_issue,
@@ -636,8 +637,7 @@ def _finish(issue: Issue, report: SendReport) -> None:
 
 
 def _summary(counts: DeliveryCounts) -> str:
-    parts = [f"{status.value} {counts[status]}" for status in DeliveryStatus if counts[status]]
-    return ", ".join(parts) or "no deliveries"
+    return describe_counts(counts, label_first=True, empty="no deliveries")
 
 
 # --- status and migrate -------------------------------------------------------------------------

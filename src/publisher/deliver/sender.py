@@ -540,25 +540,39 @@ def recover(store: Store) -> Recovery:
     """Startup recovery (G1): expired leases and rows of dead local processes. Rows that
     were handed over become in doubt; rows claimed but never handed over, pending."""
     recovered = store.recover_expired_leases()
-    host = socket.gethostname()
     for claimant in store.claimants():
-        claim_host, _, rest = claimant.partition(":")
-        pid_text = rest.partition(":")[0]
-        if claim_host == host and pid_text.isdigit() and not _alive(int(pid_text)):
+        if dead_here(claimant):
             recovered += store.recover_claims(claimant)
     return recovered
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def dead_here(worker: str) -> bool:
+    """True when ``worker`` (``host:pid:...``, :func:`worker_name`) is a process of this host
+    that is gone (G1). Another host's, this process's, or one we may not signal is not."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
-    except PermissionError:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
+
+
+def describe_counts(
+    counts: DeliveryCounts, *, label_first: bool = False, empty: str = "no recipients"
+) -> str:
+    """An issue's deliveries by status, zeros left out: ``3 sent, 1 in_doubt``; with
+    ``label_first`` (``publisher send`` and ``status``) ``sent 3, in_doubt 1``."""
+    parts = [
+        f"{status.value} {counts[status]}" if label_first else f"{counts[status]} {status.value}"
+        for status in DeliveryStatus
+        if counts[status]
+    ]
+    return ", ".join(parts) or empty
 
 
 class _Run:

@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -94,6 +93,8 @@ from publisher.deliver.sender import (
     SendPolicy,
     SendReport,
     StopReason,
+    dead_here,
+    describe_counts,
     new_issue,
     send_issue,
     worker_name,
@@ -115,7 +116,6 @@ from publisher.schedule.identity import Rename, find_renames, published_moment, 
 from publisher.schedule.slots import DigestSchedule, Slot, describe
 from publisher.store import (
     DeliveryCounts,
-    DeliveryStatus,
     IssueStatus,
     IssueSummary,
     JobState,
@@ -303,7 +303,7 @@ class Runner:
         """A job held by a process of this host that no longer exists is free at once (G1)."""
         for state in states.values():
             holder = state.claimed_by
-            if holder and _dead_here(holder) and self.store.release_job(state.name, holder):
+            if holder and dead_here(holder) and self.store.release_job(state.name, holder):
                 self.log.warning(
                     "%s was held by %s, which is gone; taking it over", state.name, holder
                 )
@@ -620,7 +620,7 @@ class Runner:
     def _log_issue_state(self, run: _Pass, issue: IssueSummary, report: SendReport) -> None:
         counts = report.counts
         if report.done:
-            self.log.info("issue %s (%s) done: %s", issue.id, issue.key, _tally(counts))
+            self.log.info("issue %s (%s) done: %s", issue.id, issue.key, describe_counts(counts))
             return
         if report.stop == StopReason.PAUSED:
             why = _paused(issue.id, report.detail)
@@ -634,7 +634,7 @@ class Runner:
                 "operator (publisher status; publisher send --release-held)"
             )
         else:
-            why = f"issue {issue.id}: {_tally(counts)}"
+            why = f"issue {issue.id}: {describe_counts(counts)}"
         self._waiting(run, f"issue:{issue.id}", why)
 
     def composer(self) -> Composer:
@@ -763,21 +763,6 @@ def _parse_next_due(value: str | None) -> tuple[datetime, str] | None:
     return datetime.fromisoformat(moment), slug
 
 
-def _dead_here(worker: str) -> bool:
-    """True when ``worker`` (``host:pid:...``) is a process of this host that is gone."""
-    host, _, rest = worker.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _describe_error(exc: Exception) -> str:
     if isinstance(exc, PublisherError):
         return exc.message
@@ -786,11 +771,6 @@ def _describe_error(exc: Exception) -> str:
 
 def _paused(issue_id: int, reason: str | None) -> str:
     return f"issue {issue_id} paused: {reason or 'no reason given'} (publisher send --resume)"
-
-
-def _tally(counts: DeliveryCounts) -> str:
-    parts = [f"{counts[s]} {s}" for s in DeliveryStatus if counts[s]]
-    return ", ".join(parts) if parts else "no recipients"
 
 
 def _count(n: int, noun: str) -> str:
@@ -883,7 +863,7 @@ def _job_line(job: JobState, local: Callable[[datetime | None], str]) -> str:
 
 def _issue_line(progress: IssueProgress, local: Callable[[datetime | None], str]) -> str:
     issue = progress.issue
-    text = f"  issue {issue.id} {issue.key} [{issue.status}]: {_tally(progress.counts)}"
+    text = f"  issue {issue.id} {issue.key} [{issue.status}]: {describe_counts(progress.counts)}"
     if issue.status == IssueStatus.PAUSED:
         text += f"; paused: {issue.pause_reason}"
     elif progress.next_retry_at is not None:
