@@ -8,6 +8,7 @@ link signer keyed the same way everywhere. Only ``publisher.cli`` imports this m
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 from publisher.clock import Clock, system_clock
 from publisher.config import Config
@@ -19,24 +20,23 @@ from publisher.store import PgTimeouts, Store
 Warn = Callable[[str], None]
 
 
+class StoreTuning(TypedDict, total=False):
+    """How long a command waits on a locked database (:meth:`Store.open`); the web's are short."""
+
+    busy_timeout: float
+    retry_seconds: float
+    pg_timeouts: PgTimeouts | None
+
+
 def open_store(
     config: Config,
     *,
     clock: Clock = system_clock,
     migrate: bool = False,
-    busy_timeout: float = 5.0,
-    retry_seconds: float = 30.0,
-    pg_timeouts: PgTimeouts | None = None,
+    **tuning: Unpack[StoreTuning],
 ) -> Store:
     """The store at ``[database].url``; the caller closes it."""
-    return Store.open(
-        config.database_url,
-        clock=clock,
-        migrate=migrate,
-        busy_timeout=busy_timeout,
-        retry_seconds=retry_seconds,
-        pg_timeouts=pg_timeouts,
-    )
+    return Store.open(config.database_url, clock=clock, migrate=migrate, **tuning)
 
 
 def transports(config: Config) -> TransportFactory:
