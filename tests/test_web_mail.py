@@ -277,7 +277,10 @@ def test_publisher_run_leaves_a_database_without_the_web_service_alone(
     clock = FakeClock()
     store = Store.open(db_url, clock=clock)
     try:
-        Runner(config, store, clock, transport_factory(config), logging.getLogger("t")).tick()
+        log = logging.getLogger("t")
+        Runner(
+            config, store, clock, transport_factory(config), log, composer=PlainComposer()
+        ).tick()
         assert store.get_setting("web_schema_version") is None  # no web tables created
     finally:
         store.close()
