@@ -68,7 +68,8 @@ def measure(folder: Path, subscribers: int) -> tuple[int, float]:
     composer = MessageComposer(config, make_signer(config, store, lambda: NOW), lambda: NOW)
     tracemalloc.start()
     started = time.perf_counter()
-    report = send_issue(store, issue.id, NullTransport, composer, SendPolicy.from_config(config))
+    policy = SendPolicy.from_config(config)
+    report = send_issue(store, issue.id, NullTransport, composer, policy, clock=lambda: NOW)
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

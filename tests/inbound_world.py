@@ -51,6 +51,7 @@ def sent_world(store: Store, tmp_path, count: int = 4, tokens=None) -> World:  #
         PlainComposer(),
         policy(return_path=PATH),
         rng=random.Random(3),
+        clock=store.clock,
     )
     assert report.sent == count
     settings = Settings(POLICY, PATH, UNSUBSCRIBE, tokens or (lambda token: None))

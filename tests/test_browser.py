@@ -202,6 +202,7 @@ class Flow:
             transport_factory(self.config),
             MessageComposer(self.config, signer, utc_now),
             SendPolicy.from_config(self.config),
+            clock=utc_now,
         )
         assert report.stop is None and report.sent == 1, report
         mail = self.wait_for_mail(address, post.title)

@@ -29,7 +29,7 @@ from publisher.config import load_config
 from publisher.deliver.transports import transport_factory
 from publisher.schedule.runner import Runner
 from publisher.store import DeliveryStatus, Store
-from sending import OPERATOR
+from sending import OPERATOR, PlainComposer
 from smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.timeout(60)
@@ -131,7 +131,14 @@ def test_a_manual_build_with_the_clock_back_keeps_what_the_scheduler_published(
     config = load_config(root)
     store = Store.open(config.database_url)
     moment = datetime(2099, 1, 1, 1, 0, tzinfo=UTC)  # 10:00 in Seoul
-    runner = Runner(config, store, lambda: moment, transport_factory(config), logging.getLogger())
+    runner = Runner(
+        config,
+        store,
+        lambda: moment,
+        transport_factory(config),
+        logging.getLogger(),
+        composer=PlainComposer(),
+    )
     assert runner.tick().published == ["future"]
     store.close()
 

@@ -112,7 +112,13 @@ def test_the_deliverability_loop_closes(tmp_path: Path, db_url: str, smtp_sink: 
     # The next issue mails only the two still active.
     second = make_issue(store, "post:next")
     report = send_issue(
-        store, second.id, smtp_to(smtp_sink), PlainComposer(), policy(), rng=random.Random(5)
+        store,
+        second.id,
+        smtp_to(smtp_sink),
+        PlainComposer(),
+        policy(),
+        rng=random.Random(5),
+        clock=store.clock,
     )
     assert report.sent == 2
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == [world.email(2), world.email(7)]

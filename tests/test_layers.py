@@ -34,6 +34,11 @@ FORBIDDEN_MODULES: dict[str, tuple[str, ...]] = {
 }
 EXEMPT = ("web/editor",)
 
+# The composition root (publisher/wiring.py) builds stores, transports, signers and composers for
+# the commands; only cli/ imports it, everything below is handed what it needs.
+COMPOSITION_ROOT = "wiring"
+MAY_IMPORT_THE_ROOT = ("cli",)
+
 
 def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
@@ -65,7 +70,10 @@ def layer_violations(package: Path) -> list[str]:
             inner = ".".join(names[1:])
             uphill = len(names) > 1 and names[1] in banned
             off_limits = any(inner == m or inner.startswith(m + ".") for m in banned_modules)
-            if names[0] == "publisher" and (uphill or off_limits) and line not in reported:
+            root = names[1:2] == [COMPOSITION_ROOT] and layer not in MAY_IMPORT_THE_ROOT
+            if root and parts == (f"{COMPOSITION_ROOT}.py",):
+                root = False  # the root itself
+            if names[0] == "publisher" and (uphill or off_limits or root) and line not in reported:
                 reported.add(line)
                 rel = source.relative_to(package.parent)
                 problems.append(f"{rel}:{line}: {layer}/ imports {module}")
@@ -81,6 +89,21 @@ def test_the_layer_test_catches_an_uphill_import(tmp_path: Path) -> None:
     (tmp_path / "publish" / "pages.py").write_text("from publisher.deliver import sender\n")
     assert layer_violations(tmp_path) == [
         f"{tmp_path.name}/publish/pages.py:1: publish/ imports publisher.deliver"
+    ]
+
+
+def test_only_the_cli_imports_the_composition_root(tmp_path: Path) -> None:
+    for folder in ("cli", "schedule", "deliver"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "cli" / "send.py").write_text("from publisher import wiring\n")
+    (tmp_path / "schedule" / "runner.py").write_text("from publisher.wiring import composer\n")
+    (tmp_path / "deliver" / "sender.py").write_text("import publisher.wiring\n")
+    (tmp_path / "clock.py").write_text("from publisher import wiring\n")
+    (tmp_path / "wiring.py").write_text("from publisher.wiring import Warn\n")
+    assert layer_violations(tmp_path) == [
+        f"{tmp_path.name}/clock.py:1: / imports publisher.wiring",
+        f"{tmp_path.name}/deliver/sender.py:1: deliver/ imports publisher.wiring",
+        f"{tmp_path.name}/schedule/runner.py:1: schedule/ imports publisher.wiring",
     ]
 
 

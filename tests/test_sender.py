@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta
 
@@ -14,13 +18,17 @@ from publisher.deliver.sender import (
     SendPolicy,
     StopReason,
     Throttle,
+    dead_here,
+    describe_counts,
     resume_issue,
     send_issue,
+    worker_name,
 )
 from publisher.deliver.transports import SmtpSettings, SmtpTransport
 from publisher.errors import PublisherError
 from publisher.store import (
     Delivery,
+    DeliveryCounts,
     DeliveryStatus,
     HandOver,
     IssueStatus,
@@ -60,6 +68,7 @@ def send(store: Store, issue_id: int, sink: SmtpSink, p: SendPolicy | None = Non
         kw.pop("composer", PlainComposer()),
         p or policy(),
         rng=random.Random(7),
+        clock=kw.pop("clock", store.clock),
         **kw,
     )
 
@@ -397,14 +406,16 @@ def test_throttle_long_after_the_last_one_starts_from_the_base_f15(db_url: str):
     clock = FakeClock()
     store = open_store(db_url, clock)
     p = policy()
-    throttle = Throttle(store, p, RateLimiter(0))
+    throttle = Throttle(store, p, RateLimiter(0), store.clock)
     for _ in range(3):
         throttle.throttled("451 4.7.1 slow down")
         clock.advance(seconds=throttle.remaining())
     throttle.throttled("again")  # the fourth in a row: 240 s
     assert throttle.remaining() == 240.0
     clock.advance(seconds=240 + p.throttle_max_seconds + 1)
-    later = Throttle(store, p, RateLimiter(0))  # another process reads the stored level
+    later = Throttle(
+        store, p, RateLimiter(0), store.clock
+    )  # another process reads the stored level
     later.throttled("much later")
     assert later.remaining() == 30.0
 
@@ -828,3 +839,25 @@ def test_issue_body_is_not_replaced_once_someone_may_have_it_b6(db_url: str, smt
     send(store, issue.id, smtp_sink)
     assert not store.replace_issue_body(issue.id, fresh)  # reader1 has the stored body
     assert store.get_issue(issue.id).subject == "안녕하세요"  # type: ignore[union-attr]
+
+
+# --- one home each: the dead-process check and the count line (issue 9) ------------------------
+
+
+def test_dead_here_knows_only_gone_processes_of_this_host() -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    assert dead_here(f"{host}:{gone.pid}:abc")
+    assert not dead_here(worker_name())  # this process
+    assert not dead_here(f"{host}:{os.getppid()}:abc")  # alive
+    assert not dead_here(f"elsewhere.example:{gone.pid}:abc")  # another host's: not ours to judge
+    assert not dead_here(f"{host}:not-a-pid:abc")
+
+
+def test_describe_counts_in_both_orders() -> None:
+    counts = DeliveryCounts({DeliveryStatus.IN_DOUBT: 1, DeliveryStatus.SENT: 3})
+    assert describe_counts(counts) == "3 sent, 1 in_doubt"  # the scheduler's log and status
+    assert describe_counts(counts, label_first=True) == "sent 3, in_doubt 1"  # publisher status
+    assert describe_counts(DeliveryCounts()) == "no recipients"
+    assert describe_counts(DeliveryCounts(), empty="no deliveries") == "no deliveries"

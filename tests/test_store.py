@@ -375,7 +375,9 @@ def test_sqlite_lock_during_a_send_is_never_a_recipient_failure_h1(
         target=lambda: held.wait(10) and locker.append(hold_lock(path, 1.0))
     )
     held_then_lock.start()
-    report = send_issue(store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy())
+    report = send_issue(
+        store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy(), clock=store.clock
+    )
     held_then_lock.join(10)
     for proc in locker:
         proc.communicate(timeout=5)

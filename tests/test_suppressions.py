@@ -82,7 +82,13 @@ def test_the_sender_skips_suppressed_addresses_and_reports_them(
     BounceStore(store).suppress("reader2@example.com", SuppressionReason.OPERATOR, "test")
     issue = make_issue(store)
     report = send_issue(
-        store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy(), rng=random.Random(1)
+        store,
+        issue.id,
+        smtp_to(smtp_sink),
+        PlainComposer(),
+        policy(),
+        rng=random.Random(1),
+        clock=store.clock,
     )
     assert (report.sent, report.skipped) == (2, 1)
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == [

@@ -82,7 +82,13 @@ def test_the_sender_uses_each_rows_return_path_as_mail_from(
     issue = make_issue(store)
     p = policy(return_path=PATH)
     report = send_issue(
-        store, issue.id, smtp_to(smtp_sink), PlainComposer(), p, rng=random.Random(1)
+        store,
+        issue.id,
+        smtp_to(smtp_sink),
+        PlainComposer(),
+        p,
+        rng=random.Random(1),
+        clock=store.clock,
     )
     assert report.sent == 2
     by_rcpt = {r.rcpt_tos[0]: r.mail_from for r in smtp_sink.received}

@@ -1173,7 +1173,14 @@ def test_one_click_while_the_message_is_handed_over_withdraws_it_e16(web: Web, s
 
     def sender() -> None:
         reports.append(
-            send_issue(web.store, issue.id, smtp_to(smtp_sink), PlainComposer(), policy())
+            send_issue(
+                web.store,
+                issue.id,
+                smtp_to(smtp_sink),
+                PlainComposer(),
+                policy(),
+                clock=web.store.clock,
+            )
         )
 
     thread = threading.Thread(target=sender)

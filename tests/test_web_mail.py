@@ -30,6 +30,7 @@ from publisher.publish.templating import make_environment
 from publisher.schedule.runner import Runner
 from publisher.store import Store, SubscriberStatus
 from publisher.store.signups import ConfirmationMail, MailStatus, WebStore
+from sending import PlainComposer
 from smtp_sink import SmtpSink, free_port
 from test_web import (  # the app factory is shared with test_web.py
     SECRET,
@@ -254,7 +255,10 @@ def test_publisher_run_sends_what_the_web_service_left(
     store = Store.open(db_url, clock=clock)
     try:
         queue_signup(store)
-        runner = Runner(config, store, clock, transport_factory(config), logging.getLogger("t"))
+        log = logging.getLogger("t")
+        runner = Runner(
+            config, store, clock, transport_factory(config), log, composer=PlainComposer()
+        )
         runner.tick()
         assert [r.rcpt_tos for r in smtp_sink.received] == [(READER,)]
         [row] = WebStore(store).confirmation_mails()
@@ -273,7 +277,10 @@ def test_publisher_run_leaves_a_database_without_the_web_service_alone(
     clock = FakeClock()
     store = Store.open(db_url, clock=clock)
     try:
-        Runner(config, store, clock, transport_factory(config), logging.getLogger("t")).tick()
+        log = logging.getLogger("t")
+        Runner(
+            config, store, clock, transport_factory(config), log, composer=PlainComposer()
+        ).tick()
         assert store.get_setting("web_schema_version") is None  # no web tables created
     finally:
         store.close()

@@ -16,23 +16,23 @@ from typing import IO
 
 import click
 
+from publisher import wiring
 from publisher.cli.signals import stop_on_signals
 from publisher.config import Config, load_config, smtp_unused_warning
 from publisher.deliver.proof import send_proof
 from publisher.deliver.sender import (
-    MessageComposer,
     Progress,
     SendPolicy,
     SendReport,
     StopReason,
+    describe_counts,
     new_issue,
     resume_issue,
     send_issue,
 )
 from publisher.deliver.subscriber_imports import FORMATS as IMPORT_FORMATS
 from publisher.deliver.subscriber_imports import read_export
-from publisher.deliver.tokens import TokenSigner, make_signer
-from publisher.deliver.transports import Outcome, smtp_settings, transport_factory
+from publisher.deliver.transports import Outcome, smtp_settings
 from publisher.errors import ContentError, Location, Problem, ProblemsError, PublisherError
 from publisher.publish.content import Post, read_posts
 from publisher.publish.newsletter import check_issue, render_post_issue
@@ -68,7 +68,7 @@ def _config(ctx: click.Context) -> Config:
 
 def _store(config: Config, *, migrate: bool = False) -> Store:
     """Open the store for this command; it is closed when the command ends."""
-    store = Store.open(config.database_url, clock=utc_now, migrate=migrate)
+    store = wiring.open_store(config, clock=utc_now, migrate=migrate)
     click.get_current_context().call_on_close(store.close)
     return store
 
@@ -90,10 +90,6 @@ def warn_unused_smtp(config: Config) -> None:
     warning = smtp_unused_warning(config)
     if warning:
         _warn(warning)
-
-
-def _signer(config: Config, store: Store) -> TokenSigner:
-    return make_signer(config, store, utc_now, warn=_warn)
 
 
 # --- subscribers -----------------------------------------------------------------------------
@@ -537,7 +533,8 @@ def _dry_run(store: Store, key: str, subject: str, post: Post) -> None:
 
 def _send_test(config: Config, store: Store, new: NewIssue, address: str) -> None:
     """One copy to ``address``: the same body and headers, no delivery rows."""
-    to, result = send_proof(config, _signer(config, store), new, address, utc_now)
+    composer = wiring.composer(config, store, utc_now, warn=_warn)
+    to, result = send_proof(config, composer, new, address, utc_now)
     if result.outcome != Outcome.SENT:
         raise PublisherError(f"test message to {to} not sent ({result.outcome}): {result.reply}")
     click.echo(
@@ -546,18 +543,19 @@ def _send_test(config: Config, store: Store, new: NewIssue, address: str) -> Non
 
 
 def _run_send(config: Config, store: Store, issue: Issue) -> None:
-    composer = MessageComposer(config, _signer(config, store), utc_now)
+    composer = wiring.composer(config, store, utc_now, warn=_warn)
     policy = SendPolicy.from_config(config)
     click.echo(f"sending issue {issue.key}: {issue.subject}", err=True)
     with stop_on_signals(_announce_stop) as stop:
         report = send_issue(
             store,
             issue.id,
-            transport_factory(config),
+            wiring.transports(config),
             composer,
             policy,
             stop=stop,
             progress=_progress_printer(),
+            clock=utc_now,
         )
     _print_report(issue, report)
     click.echo(f"mail went to {mail_destination(config)}")
@@ -639,8 +637,7 @@ def _finish(issue: Issue, report: SendReport) -> None:
 
 
 def _summary(counts: DeliveryCounts) -> str:
-    parts = [f"{status.value} {counts[status]}" for status in DeliveryStatus if counts[status]]
-    return ", ".join(parts) or "no deliveries"
+    return describe_counts(counts, label_first=True, empty="no deliveries")
 
 
 # --- status and migrate -------------------------------------------------------------------------

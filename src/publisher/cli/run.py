@@ -25,14 +25,14 @@ from pathlib import Path
 import click
 import schedule
 
+from publisher import wiring
 from publisher.cli.newsletter import mail_destination
 from publisher.cli.signals import stop_on_signals
 from publisher.config import load_config, smtp_unused_warning
-from publisher.deliver.transports import transport_factory
 from publisher.errors import PublisherError
 from publisher.schedule.next_pass import next_pass, next_pass_lines
 from publisher.schedule.runner import Runner, TickSummary, scheduler_status, status_lines
-from publisher.store import Store, utc_now
+from publisher.store import utc_now
 
 LOG_NAME = "publisher.run"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -60,7 +60,7 @@ def run_command(ctx: click.Context, once: bool, show_status: bool, verbose: bool
         publisher run --status        # what the next pass would publish and mail; sends nothing
     """
     config = load_config(Path(ctx.obj.root))
-    store = Store.open(config.database_url, clock=utc_now)
+    store = wiring.open_store(config, clock=utc_now)
     try:
         if show_status:
             for line in status_lines(config, scheduler_status(config, store, utc_now)):
@@ -72,7 +72,9 @@ def run_command(ctx: click.Context, once: bool, show_status: bool, verbose: bool
             warning = smtp_unused_warning(config)
             if warning:
                 log.warning("%s", warning)
-            runner = Runner(config, store, utc_now, transport_factory(config), log, stop=stop)
+            composer = wiring.composer(config, store, utc_now, warn=log.warning)
+            transports = wiring.transports(config)
+            runner = Runner(config, store, utc_now, transports, log, composer=composer, stop=stop)
             if once:
                 _report(runner.tick(), mail_destination(config))
             else:

@@ -25,13 +25,13 @@ import click
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from publisher import wiring
 from publisher.config import Config, load_config
 from publisher.deliver.confirmations import ConfirmationMailer
-from publisher.deliver.transports import transport_factory
 from publisher.publish.content import read_posts
 from publisher.publish.site import build_site
 from publisher.publish.templating import compile_all, make_environment
-from publisher.store import PgTimeouts, Store, utc_now
+from publisher.store import PgTimeouts, utc_now
 from publisher.web.app import Categories, create_app
 from publisher.web.server import KEEP_ALIVE_SECONDS, MAX_HEAD_BYTES, BoundedH11Protocol
 
@@ -141,8 +141,8 @@ def open_web_app(
     """The app for ``config`` and a function that releases its database."""
     env = make_environment(config)
     compile_all(env)  # a template error stops the start, not a request (B2)
-    store = Store.open(
-        config.database_url,
+    store = wiring.open_store(
+        config,
         clock=clock,
         busy_timeout=BUSY_TIMEOUT_SECONDS,
         retry_seconds=RETRY_SECONDS,
@@ -150,7 +150,7 @@ def open_web_app(
     )
     refresher = CategoryRefresher(config, clock)
     try:
-        mailer = ConfirmationMailer(config, env, transport_factory(config), clock)
+        mailer = ConfirmationMailer(config, env, wiring.transports(config), clock)
         refresher.start()
         app = create_app(config, store, mailer, clock, categories=refresher.categories, env=env)
     except BaseException:

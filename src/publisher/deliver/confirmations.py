@@ -50,6 +50,7 @@ from typing import Protocol
 
 import jinja2
 
+from publisher.clock import Clock
 from publisher.config import Config
 from publisher.deliver.message import (
     encode_subject,
@@ -139,7 +140,7 @@ class ConfirmationMailer:
         config: Config,
         env: jinja2.Environment,
         transports: TransportFactory,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self.config = config
         self.env = env
@@ -192,11 +193,13 @@ class ConfirmationDrain:
         signer: TokenSigner,
         mailer: Mailer,
         *,
+        clock: Clock,
         policy: MailPolicy | None = None,
         name: str | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        self.clock = clock
         self.signer = signer
         self.mailer = mailer
         self.policy = policy or MailPolicy.from_config(config)
@@ -248,7 +251,7 @@ class ConfirmationDrain:
         reply = " ".join(str(part) for part in (result.code, result.reply) if part)
         error = f"{result.outcome}: {reply}"[:500]  # the basic code too (F8)
         if result.outcome in RETRY and mail.attempts < self.policy.attempts:
-            retry_at = self.policy.retry_at(self.store.clock(), mail.attempts)
+            retry_at = self.policy.retry_at(self.clock(), mail.attempts)
             log.warning("confirmation mail #%d: %s; retrying at %s", mail.id, error, retry_at)
             self.store.mark_mail_retry(mail.id, self.name, error, retry_at)
             report.retrying += 1

@@ -36,12 +36,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dkim
-from email_validator import EmailNotValidError, validate_email
 
 from publisher.config import Config
 from publisher.errors import PublisherError
 from publisher.publish.newsletter import RenderedIssue, personalize, transfer_encode
 from publisher.publish.safetext import Unsafe, unsafe_in_header
+from publisher.store import InvalidAddress, normalize_email
 
 LINE_MAX = 78  # RFC 5322 section 2.1.1: lines SHOULD be at most 78 characters
 HARD_LINE_MAX = 998  # ... and MUST be at most 998 octets
@@ -163,13 +163,14 @@ _UNSAFE_WORDS = {
 
 
 def normalize_address(field: str, address: str) -> str:
-    """``address`` checked by email-validator, IDN domain as punycode (D4, D5)."""
+    """``address`` free of header tricks, then checked by the one address validator
+    (:func:`publisher.store.normalize_email`: email-validator, IDN domain as punycode,
+    lower-cased as stored; D4, D5); :class:`AddressError` names the header field."""
     check_free_text(field, address)
     try:
-        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise AddressError(field, f"{exc} (got {address!r})") from None
-    return str(valid.ascii_email)
+        return normalize_email(address)
+    except InvalidAddress as exc:
+        raise AddressError(field, exc.message) from None
 
 
 # --- headers -----------------------------------------------------------------------

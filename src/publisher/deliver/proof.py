@@ -11,8 +11,7 @@ from datetime import datetime
 from email.utils import make_msgid
 
 from publisher.config import Config
-from publisher.deliver.sender import MessageComposer
-from publisher.deliver.tokens import TokenSigner
+from publisher.deliver.sender import Composer
 from publisher.deliver.transports import SendResult, transport_factory
 from publisher.store import (
     Issue,
@@ -26,12 +25,15 @@ from publisher.store import (
 
 def send_proof(
     config: Config,
-    signer: TokenSigner,
+    composer: Composer,
     new: NewIssue,
     address: str,
     clock: Callable[[], datetime],
 ) -> tuple[str, SendResult]:
-    """Send ``new`` to ``address``; the normalized address and the transport's result."""
+    """Send ``new`` to ``address``; the normalized address and the transport's result.
+
+    ``composer`` is the one subscribers' messages are built with (publisher.wiring).
+    """
     to = normalize_email(address)
     now = clock()
     issue = Issue(
@@ -51,7 +53,6 @@ def send_proof(
         finished_at=None,
     )
     reader = Subscriber(0, to, SubscriberStatus.ACTIVE, (), now, None, None, 0, 0, None)
-    composer = MessageComposer(config, signer, clock)
     # A fresh Message-ID each time: providers drop repeats of one they have seen.
     domain = config.newsletter.from_address.rpartition("@")[2]
     data = composer.compose(issue, reader, make_msgid("test", domain=domain))

@@ -3,6 +3,10 @@
 Delivery policy (RELIABILITY §1.3; read this before changing anything here)
 ===========================================================================
 
+What happens to a row after each attempt (items 3-6 and the stops below) is decided by
+one pure function, :func:`publisher.deliver.outcomes.decide`, with a table of its cases
+in ``tests/test_outcomes.py``; this module claims, leases, sends and records.
+
 An issue is rendered once; its HTML, text and digest are stored on the issue row
 and every message, including a resume days later, is built from that stored body
 (B6). At the first send the recipients are frozen into one ``deliveries`` row per
@@ -125,22 +129,25 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from publisher.clock import Clock
 from publisher.config import Config
 from publisher.deliver.message import DkimError, HeaderError, build_message, make_message_id
-from publisher.deliver.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
-from publisher.deliver.transports import (
-    Outcome,
-    SendResult,
-    Stage,
-    Transport,
-    TransportFactory,
+from publisher.deliver.outcomes import (
+    JITTER,
+    Action,
+    NotBuilt,
+    Rejection,
+    Withdrawn,
+    decide,
+    rejections,
 )
+from publisher.deliver.outcomes import SendPolicy as SendPolicy  # its home is outcomes
+from publisher.deliver.tokens import Purpose, TokenSigner, preferences_url, unsubscribe_url
+from publisher.deliver.transports import Outcome, SendResult, Transport, TransportFactory
 from publisher.errors import PublisherError
-from publisher.inbound.verp import ReturnPath, return_path
 from publisher.publish.content import Post
 from publisher.publish.newsletter import RenderedIssue
 from publisher.store import (
-    Clock,
     Delivery,
     DeliveryCounts,
     DeliveryStatus,
@@ -271,69 +278,6 @@ def new_issue(rendered: RenderedIssue, posts: tuple[Post, ...]) -> NewIssue:
 
 
 @dataclass(frozen=True)
-class SendPolicy:
-    """The knobs of the delivery policy, read from config once."""
-
-    from_address: str
-    in_doubt_policy: str
-    max_attempts: int
-    retry_base_seconds: float
-    max_retry_hours: float
-    pause_after_rejections: int
-    bounce_limit: int
-    concurrency: int
-    rate_per_second: float
-    rate_per_hour: int
-    lease_seconds: float
-    claim_size: int
-    throttle_base_seconds: float = 30.0  # the first cool-down (F15)
-    throttle_reset_after: int = 20  # messages accepted in a row that undo one slow-down
-    return_path: ReturnPath | None = None  # VERP envelope sender (issue 12); None: from_address
-
-    def envelope_from(self, issue_id: int, subscriber_id: int) -> str:
-        """The envelope sender of one delivery row: its VERP address, or ``from_address``."""
-        if self.return_path is None:
-            return self.from_address
-        return self.return_path.address(issue_id, subscriber_id)
-
-    @property
-    def throttle_max_seconds(self) -> float:
-        """The longest cool-down: the longest per-row back-off, at most an hour (F15)."""
-        longest = self.retry_base_seconds * 2.0 ** (self.max_attempts - 1)
-        return max(self.throttle_base_seconds, min(longest, 3600.0))
-
-    @property
-    def throttle_wait_seconds(self) -> float:
-        """A longer cool-down ends the run instead: half a lease, so the job lease of
-        ``publisher run``, renewed as messages move, never lapses while we wait (G6)."""
-        return self.lease_seconds / 2
-
-    @classmethod
-    def from_config(cls, config: Config) -> SendPolicy:
-        n, smtp = config.newsletter, config.smtp
-        lease = config.schedule.lease_seconds
-        # Claim only what can be sent well within the lease (each SMTP step may take
-        # up to the timeout); leases are renewed too, but small claims keep the
-        # in-doubt set after a crash small.
-        claim = max(1, min(n.batch_size, int(lease / (3 * smtp.timeout_seconds))))
-        return cls(
-            from_address=n.from_address,
-            in_doubt_policy=n.in_doubt_policy,
-            max_attempts=n.max_attempts,
-            retry_base_seconds=n.retry_base_seconds,
-            max_retry_hours=n.max_retry_hours,
-            pause_after_rejections=n.pause_after_rejections,
-            bounce_limit=n.bounce_limit,
-            concurrency=smtp.concurrency,
-            rate_per_second=smtp.rate_per_second,
-            rate_per_hour=smtp.rate_per_hour,
-            lease_seconds=lease,
-            claim_size=claim,
-            return_path=return_path(config),
-        )
-
-
-@dataclass(frozen=True)
 class Progress:
     """Counts of this run so far, for a progress line."""
 
@@ -441,8 +385,11 @@ class Throttle:
 
     MAX_LEVEL = 16
 
-    def __init__(self, store: Store, policy: SendPolicy, limiter: RateLimiter) -> None:
+    def __init__(
+        self, store: Store, policy: SendPolicy, limiter: RateLimiter, clock: Clock
+    ) -> None:
         self.store = store
+        self.clock = clock
         self.policy = policy
         self.limiter = limiter
         self._lock = threading.Lock()
@@ -469,7 +416,7 @@ class Throttle:
             not_before = self._not_before
         if not_before is None:
             return 0.0
-        return max((not_before - self.store.clock()).total_seconds(), 0.0)
+        return max((not_before - self.clock()).total_seconds(), 0.0)
 
     @property
     def not_before(self) -> datetime | None:
@@ -478,7 +425,7 @@ class Throttle:
 
     def throttled(self, said: str) -> None:
         """A throttling reply: everyone waits longer, then sends slower."""
-        now = self.store.clock()
+        now = self.clock()
         with self._lock:
             if self._not_before is not None and now < self._not_before:
                 return  # in flight when the cool-down began: the server already told us
@@ -549,16 +496,18 @@ def send_issue(
     rng: random.Random | None = None,
     name: str | None = None,
     sleep: Callable[[float], object] | None = None,
+    clock: Clock,
 ) -> SendReport:
     """Send (or resume) one issue until nothing is due, then report. Safe to rerun.
 
     ``sleep(seconds)`` waits out a cool-down (F15); by default a wait that a signal
-    cuts short. Tests pass one that moves their clock.
+    cuts short. Tests pass one that moves their clock. ``clock`` is the time every
+    decision is made at (publisher.wiring passes the system clock; tests their own).
     """
     issue = _sendable(store, issue_id)
     store.snapshot(issue.id)
     recovery = recover(store)
-    run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name, sleep)
+    run = _Run(store, issue, transports, composer, policy, stop, progress, rng, name, sleep, clock)
     resent = run.requeue_in_doubt()
     run.work()
     if not run.halted():
@@ -591,25 +540,39 @@ def recover(store: Store) -> Recovery:
     """Startup recovery (G1): expired leases and rows of dead local processes. Rows that
     were handed over become in doubt; rows claimed but never handed over, pending."""
     recovered = store.recover_expired_leases()
-    host = socket.gethostname()
     for claimant in store.claimants():
-        claim_host, _, rest = claimant.partition(":")
-        pid_text = rest.partition(":")[0]
-        if claim_host == host and pid_text.isdigit() and not _alive(int(pid_text)):
+        if dead_here(claimant):
             recovered += store.recover_claims(claimant)
     return recovered
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def dead_here(worker: str) -> bool:
+    """True when ``worker`` (``host:pid:...``, :func:`worker_name`) is a process of this host
+    that is gone (G1). Another host's, this process's, or one we may not signal is not."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
-    except PermissionError:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
+
+
+def describe_counts(
+    counts: DeliveryCounts, *, label_first: bool = False, empty: str = "no recipients"
+) -> str:
+    """An issue's deliveries by status, zeros left out: ``3 sent, 1 in_doubt``; with
+    ``label_first`` (``publisher send`` and ``status``) ``sent 3, in_doubt 1``."""
+    parts = [
+        f"{status.value} {counts[status]}" if label_first else f"{counts[status]} {status.value}"
+        for status in DeliveryStatus
+        if counts[status]
+    ]
+    return ", ".join(parts) or empty
 
 
 class _Run:
@@ -626,9 +589,11 @@ class _Run:
         progress: Callable[[Progress], None] | None,
         rng: random.Random | None,
         name: str | None,
-        sleep: Callable[[float], object] | None = None,
+        sleep: Callable[[float], object] | None,
+        clock: Clock,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.issue = issue
         self.transports = transports
         self.composer = composer
@@ -638,7 +603,7 @@ class _Run:
         self.rng = rng or random.Random()  # jitter only, not a secret
         self.name = name or worker_name()
         self.limiter = RateLimiter(policy.rate_per_second)
-        self.throttle = Throttle(store, policy, self.limiter)
+        self.throttle = Throttle(store, policy, self.limiter, clock)
         self.suppressions = BounceStore(store)  # issue 12: never mail a suppressed address
         self.sleep = sleep or self._nap
         self.lease = timedelta(seconds=policy.lease_seconds)
@@ -715,15 +680,15 @@ class _Run:
 
     def _send_batch(self, transport: Transport, worker: str, batch: list[Delivery]) -> None:
         rows = list(batch)
-        lease_until = self.store.clock() + self.lease
+        lease_until = self.clock() + self.lease
         try:
             while rows:
                 if self.halted() or not self._rate_slot():
                     return
-                if self.store.clock() + self.lease / 2 > lease_until:
+                if self.clock() + self.lease / 2 > lease_until:
                     held = self.store.renew_lease(worker, [r.id for r in rows], self.lease)
                     rows = [r for r in rows if r.id in held]
-                    lease_until = self.store.clock() + self.lease
+                    lease_until = self.clock() + self.lease
                     if not rows:
                         return
                 self._deliver(transport, worker, rows.pop(0))
@@ -762,7 +727,7 @@ class _Run:
             return True
         wait = self.store.reserve_send_slot(self.policy.rate_per_hour)
         if wait:
-            resume = self.store.clock() + wait
+            resume = self.clock() + wait
             self._set_halt(
                 StopReason.RATE_LIMITED,
                 f"hourly limit of {self.policy.rate_per_hour} messages reached; "
@@ -786,13 +751,11 @@ class _Run:
         try:
             data = self.composer.compose(self.issue, subscriber, message_id)
         except IssueBuildError as exc:  # the same for everyone: pause, fail nobody (issue 8)
-            self.store.release(worker, [row.id])
-            self.pause(exc.message)
+            self._apply(worker, row, NotBuilt(exc.message, everyone=True), message_id)
             return
-        except Exception as exc:  # G13: one poison recipient must not stop the issue
-            reply = Reply(text=f"could not build the message: {exc.__class__.__name__}: {exc}")
-            self._retry_or_give_up(worker, row, reply, message_id)
-            self._rejected(reply, built=False)  # ... but a whole run of them pauses it
+        except Exception as exc:  # G13: one poison recipient must not stop the issue ...
+            text = f"could not build the message: {exc.__class__.__name__}: {exc}"
+            self._apply(worker, row, NotBuilt(text), message_id)  # ... but a run of them pauses it
             return
         verdicts: list[HandOver] = []
 
@@ -808,103 +771,63 @@ class _Run:
             # connection gets one immediate retry (never after a 421: F1, F15).
             result = transport.send(envelope, subscriber.email, data, before_data)
         if _withdrawn(verdicts):
-            self._withdrawn(verdicts)
+            self._apply(worker, row, Withdrawn(tuple(verdicts)), message_id)
             return
-        self._record(worker, row, result, message_id)
+        self._apply(worker, row, result, message_id)
 
-    def _withdrawn(self, verdicts: list[HandOver]) -> None:
-        """The last check said no; the store already settled the row (or another has it)."""
-        if HandOver.SKIPPED in verdicts:
-            self._count("skipped")
+    def _apply(
+        self,
+        worker: str,
+        row: Delivery,
+        outcome: SendResult | NotBuilt | Withdrawn,
+        message_id: str,
+    ) -> None:
+        """Carry out the policy's decision (publisher.deliver.outcomes) on the row."""
+        decision = decide(outcome, row, self.policy, self.clock(), self.rng.uniform(*JITTER))
+        action, reply = decision.action, decision.reply or Reply()
+        if action == Action.THROTTLE:
+            # F1, F15: tell the other workers first: the database write below can wait on
+            # a lock, and every message started meanwhile would hit the throttling server too.
+            self.throttle.throttled(decision.detail)
+            self.store.release(worker, [row.id])  # pending again, this attempt undone
             with self._lock:
-                self._tally["withdrawn"] += 1
-
-    def _record(self, worker: str, row: Delivery, result: SendResult, message_id: str) -> None:
-        reply = Reply(result.code, result.enhanced_code, result.reply)
-        outcome = result.outcome
-        if result.throttled:
-            self._throttled(worker, row, reply, message_id)
-        elif outcome == Outcome.SENT:
+                self._tally["throttled"] += 1  # not progress: nobody's message moved
+        elif action == Action.SENT:
             self.store.mark_sent(row.id, reply, message_id)
             self._streak_reset()
             self.throttle.accepted()
-            self._count("sent")
-        elif outcome == Outcome.IN_DOUBT:
+        elif action == Action.IN_DOUBT:
             self.store.mark_in_doubt(row.id, worker, reply, message_id)
-            self._count("in_doubt")
-        elif outcome == Outcome.TEMPORARY:
-            self._retry_or_give_up(worker, row, reply, message_id)
-        elif outcome == Outcome.PERMANENT:
-            self._permanent(worker, row, result, reply, message_id)
-        elif outcome == Outcome.CONTENT_REJECTED:
-            self._retry_or_give_up(worker, row, reply, message_id)
-            self._rejected(reply)
-        else:
-            self._stop_untouched(worker, row, outcome, reply)
+        elif action == Action.RETRY:
+            assert decision.retry_at is not None
+            self.store.mark_failed_temp(row.id, worker, reply, message_id, decision.retry_at)
+        elif action == Action.FAILED:
+            bounce = decision.bounce_limit
+            self.store.mark_failed_perm(row.id, worker, reply, message_id, bounce_limit=bounce)
+        elif action == Action.WITHDRAWN:
+            # The last check said no; the store already settled the row (or another has it).
+            if decision.skipped:
+                self._count("skipped")
+                with self._lock:
+                    self._tally["withdrawn"] += 1
+        else:  # too big, auth failed, server down, unbuildable: the row is released untouched
+            self.store.release(worker, [row.id])
+            if action == Action.PAUSE:
+                self.pause(decision.detail)
+            else:
+                self._set_halt(StopReason.SERVER_DOWN, decision.detail)
+        if decision.counted is not None:
+            self._count(decision.counted)
+        if decision.rejected is not None:
+            self._rejected(decision.rejected)
 
-    def _permanent(
-        self, worker: str, row: Delivery, result: SendResult, reply: Reply, message_id: str
-    ) -> None:
-        bounce = self.policy.bounce_limit if result.stage == Stage.RCPT else None
-        self.store.mark_failed_perm(row.id, worker, reply, message_id, bounce_limit=bounce)
-        self._count("failed_perm")
-        if result.stage == Stage.MAIL:
-            self._rejected(reply)  # the sender address is refused: the same for everyone
-
-    def _throttled(self, worker: str, row: Delivery, reply: Reply, message_id: str) -> None:
-        """F1, F15: the server asked everyone to slow down; the recipient did nothing wrong."""
-        now = self.store.clock()
-        deadline = (row.first_attempt_at or now) + timedelta(hours=self.policy.max_retry_hours)
-        if now >= deadline:
-            self._retry_or_give_up(worker, row, reply, message_id)  # G13 still bounds the row
-            return
-        # Tell the other workers first: the database write below can wait on a lock,
-        # and every message started meanwhile would hit the throttling server too.
-        self.throttle.throttled(_said(reply))
-        self.store.release(worker, [row.id])  # pending again, this attempt undone
-        with self._lock:
-            self._tally["throttled"] += 1  # not progress: nobody's message moved
-
-    def _stop_untouched(self, worker: str, row: Delivery, outcome: Outcome, reply: Reply) -> None:
-        """Too big, auth failed, server down: nobody's fault but ours; the row is released."""
-        self.store.release(worker, [row.id])
-        said = _said(reply)
-        if outcome == Outcome.TOO_BIG:
-            self.pause(
-                f"the server refused the message as too big ({said}); shorten the issue (D14)"
-            )
-        elif outcome == Outcome.AUTH_FAILED:
-            self.pause(f"SMTP authentication failed ({said}); check [smtp] username and password")
-        else:
-            self._set_halt(StopReason.SERVER_DOWN, f"mail server unavailable: {said}")
-
-    def _retry_or_give_up(self, worker: str, row: Delivery, reply: Reply, message_id: str) -> None:
-        now = self.store.clock()
-        base = self.policy.retry_base_seconds * 2 ** max(row.attempt - 1, 0)
-        retry_at = now + timedelta(seconds=base * self.rng.uniform(0.8, 1.2))
-        deadline = (row.first_attempt_at or now) + timedelta(hours=self.policy.max_retry_hours)
-        if row.attempt >= self.policy.max_attempts or retry_at > deadline:
-            note = f"gave up after {row.attempt} attempts: {_said(reply)}"
-            self.store.mark_failed_perm(row.id, worker, _with_text(reply, note), message_id)
-            self._count("failed_perm")
-        else:
-            self.store.mark_failed_temp(row.id, worker, reply, message_id, retry_at)
-            self._count("failed_temp")
-
-    def _rejected(self, reply: Reply, *, built: bool = True) -> None:
+    def _rejected(self, rejected: Rejection) -> None:
         with self._lock:
             self._streak += 1
-            tripped = self._streak >= self.policy.pause_after_rejections
-        if tripped and not built:
-            self.pause(
-                f"issue {self.issue.key}: {self.policy.pause_after_rejections} consecutive "
-                f"messages could not be built (last: {_said(reply)}); check the issue"
-            )
-        elif tripped:
-            self.pause(
-                f"{self.policy.pause_after_rejections} consecutive messages were rejected "
-                f"(last: {_said(reply)}); check the content and the sender (F6)"
-            )
+            streak = self._streak
+        reason = rejections(streak, self.policy, rejected, self.issue.key)
+        if reason:
+            self.pause(reason)
 
     def _streak_reset(self) -> None:
         with self._lock:
@@ -958,12 +881,3 @@ def _retry_at_once(result: SendResult) -> bool:
 
 def _withdrawn(verdicts: list[HandOver]) -> bool:
     return any(v != HandOver.GO for v in verdicts)
-
-
-def _said(reply: Reply) -> str:
-    parts = [str(reply.code) if reply.code else "", reply.text]
-    return " ".join(p for p in parts if p) or "no reply"
-
-
-def _with_text(reply: Reply, text: str) -> Reply:
-    return Reply(reply.code, reply.enhanced_code, text)

@@ -18,7 +18,7 @@ from publisher.config import Config
 from publisher.publish.site import Site
 from publisher.schedule.identity import Rename
 from publisher.schedule.state import SchedulerState
-from publisher.store import DeliveryCounts, DeliveryStatus, Store
+from publisher.store import Store
 
 Clock = Callable[[], datetime]
 
@@ -89,11 +89,6 @@ class JobContext:
 
 def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def tally(counts: DeliveryCounts) -> str:
-    parts = [f"{counts[s]} {s}" for s in DeliveryStatus if counts[s]]
-    return ", ".join(parts) if parts else "no recipients"
 
 
 def paused(issue_id: int, reason: str | None) -> str:

@@ -77,15 +77,13 @@ cannot skip one (publisher.schedule.slots has the rule).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from publisher.config import Config
-from publisher.deliver.sender import Composer, worker_name
+from publisher.deliver.sender import Composer, dead_here, worker_name
 from publisher.deliver.transports import TransportFactory
 from publisher.errors import PublisherError
 from publisher.publish.build import write_site
@@ -145,7 +143,7 @@ class Runner:
         transport_factory: TransportFactory,
         log: logging.Logger,
         *,
-        composer: Composer | None = None,
+        composer: Composer,  # built by the composition root (publisher.wiring)
         stop: threading.Event | None = None,
         builder: Builder | None = None,
         backoff: Backoff | None = None,
@@ -238,25 +236,10 @@ class Runner:
         """A job held by a process of this host that no longer exists is free at once (G1)."""
         for state in states.values():
             holder = state.claimed_by
-            if holder and _dead_here(holder) and self.store.release_job(state.name, holder):
+            if holder and dead_here(holder) and self.store.release_job(state.name, holder):
                 self.log.warning(
                     "%s was held by %s, which is gone; taking it over", state.name, holder
                 )
-
-
-def _dead_here(worker: str) -> bool:
-    """True when ``worker`` (``host:pid:...``) is a process of this host that is gone."""
-    host, _, rest = worker.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _describe_error(exc: Exception) -> str:

@@ -8,25 +8,23 @@ a long send, and stops for the tick when the server is down or throttles (F15).
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import timedelta
 
-from publisher.config import Config
 from publisher.deliver.confirmations import ConfirmationDrain, ConfirmationMailer
 from publisher.deliver.sender import (
     Composer,
-    MessageComposer,
     SendPolicy,
     SendReport,
     StopReason,
+    describe_counts,
     send_issue,
 )
 from publisher.deliver.tokens import make_signer
 from publisher.deliver.transports import TransportFactory
 from publisher.errors import PublisherError
 from publisher.publish.templating import make_environment
-from publisher.schedule.context import Clock, JobContext, Pass, count, paused, tally
+from publisher.schedule.context import JobContext, Pass, count, paused
 from publisher.store import IssueStatus, IssueSummary, Store
 from publisher.store.signups import VERSION_KEY as WEB_VERSION_KEY
 from publisher.store.signups import WebStore
@@ -43,7 +41,7 @@ class SendJob:
         ctx: JobContext,
         transports: TransportFactory,
         lease: timedelta,
-        composer: Composer | None,
+        composer: Composer,
     ) -> None:
         self.ctx = ctx
         self.transports = transports
@@ -68,9 +66,6 @@ class SendJob:
                 return
 
     def composer(self) -> Composer:
-        if self._composer is None:
-            ctx = self.ctx
-            self._composer = default_composer(ctx.config, ctx.store, ctx.clock, ctx.log)
         return self._composer
 
     def _send_confirmations(self, run: Pass) -> None:
@@ -100,7 +95,7 @@ class SendJob:
             signer = make_signer(ctx.config, ctx.store, ctx.clock, warn=ctx.log.warning)
             web_store = WebStore.open(ctx.store)
             self._confirmations = ConfirmationDrain(
-                ctx.config, web_store, signer, mailer, name=ctx.name
+                ctx.config, web_store, signer, mailer, clock=ctx.clock, name=ctx.name
             )
         return self._confirmations
 
@@ -117,6 +112,7 @@ class SendJob:
                 stop=ctx.stop,
                 progress=lambda _progress: renew(),
                 name=ctx.name,
+                clock=ctx.clock,
             )
         except PublisherError as exc:  # paused meanwhile by another process
             ctx.waiting(run, f"issue:{issue.id}", f"issue {issue.id}: {exc}")
@@ -151,7 +147,9 @@ class SendJob:
     def _log_issue_state(self, run: Pass, issue: IssueSummary, report: SendReport) -> None:
         counts = report.counts
         if report.done:
-            self.ctx.log.info("issue %s (%s) done: %s", issue.id, issue.key, tally(counts))
+            self.ctx.log.info(
+                "issue %s (%s) done: %s", issue.id, issue.key, describe_counts(counts)
+            )
             return
         if report.stop == StopReason.PAUSED:
             why = paused(issue.id, report.detail)
@@ -165,7 +163,7 @@ class SendJob:
                 "operator (publisher status; publisher send --release-held)"
             )
         else:
-            why = f"issue {issue.id}: {tally(counts)}"
+            why = f"issue {issue.id}: {describe_counts(counts)}"
         self.ctx.waiting(run, f"issue:{issue.id}", why)
 
 
@@ -180,8 +178,3 @@ class LeaseKeeper:
         if time.monotonic() - self._last >= self.lease.total_seconds() / 3:
             self._last = time.monotonic()
             self.store.claim_job(self.job, self.worker, self.lease, ignore_backoff=True)
-
-
-def default_composer(config: Config, store: Store, clock: Clock, log: logging.Logger) -> Composer:
-    """The composer ``publisher send`` uses: signed per-subscriber links, headers, DKIM."""
-    return MessageComposer(config, make_signer(config, store, clock, warn=log.warning), clock)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from publisher.config import Config
-from publisher.schedule.context import Clock, count, tally
+from publisher.deliver.sender import describe_counts
+from publisher.schedule.context import Clock, count
 from publisher.schedule.issues_job import digest_schedule, start_instant
 from publisher.schedule.slots import Slot, describe
 from publisher.schedule.state import SchedulerState
@@ -103,7 +104,7 @@ def _job_line(job: JobState, local: Callable[[datetime | None], str]) -> str:
 
 def _issue_line(progress: IssueProgress, local: Callable[[datetime | None], str]) -> str:
     issue = progress.issue
-    text = f"  issue {issue.id} {issue.key} [{issue.status}]: {tally(progress.counts)}"
+    text = f"  issue {issue.id} {issue.key} [{issue.status}]: {describe_counts(progress.counts)}"
     if issue.status == IssueStatus.PAUSED:
         text += f"; paused: {issue.pause_reason}"
     elif progress.next_retry_at is not None:

@@ -251,7 +251,7 @@ class WebService:
         self.client = ClientAddress(config.web.trusted_proxies)
         self.consent_version = consent_text_version(env)
         self.confirm_age = confirm_max_age(config)
-        self.drain = ConfirmationDrain(config, store, self.signer, mailer)
+        self.drain = ConfirmationDrain(config, store, self.signer, mailer, clock=clock)
         self.queue = ConfirmationWorker(self.drain.run)
 
     async def _db(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

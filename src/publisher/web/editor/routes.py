@@ -44,7 +44,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from publisher.config import Config
 from publisher.deliver.proof import send_proof
-from publisher.deliver.sender import new_issue
+from publisher.deliver.sender import MessageComposer, new_issue
 from publisher.deliver.tokens import Purpose, TokenSigner
 from publisher.deliver.transports import Outcome, SendResult
 from publisher.errors import PublisherError
@@ -658,9 +658,8 @@ class EditorService:
         source = f"{self.config.build.posts_dir}/{name}"
         post = next(p for p in site.posts if p.source == source)
         rendered = render_post_issue(site, post)
-        return send_proof(
-            self.config, self.signer, new_issue(rendered, (post,)), address, self.clock
-        )
+        composer = MessageComposer(self.config, self.signer, self.clock)
+        return send_proof(self.config, composer, new_issue(rendered, (post,)), address, self.clock)
 
     # preview ---------------------------------------------------------------------------------
 
