@@ -582,8 +582,12 @@ class Store:
 
     # transactions -------------------------------------------------------------------------
 
-    def _run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
-        """Run ``work`` in one transaction, retrying it whole on locks and drops (H1, H3)."""
+    def run(self, work: Callable[[Connection], T], *, write: bool = True) -> T:
+        """Run ``work`` in one transaction, retrying it whole on locks and drops (H1, H3).
+
+        Public: the other store modules (signups, bounces, editors) run their
+        transactions through it too.
+        """
         deadline = _time.monotonic() + self._retry_seconds
         delay = 0.02
         while True:
@@ -622,7 +626,7 @@ class Store:
     # schema -------------------------------------------------------------------------------
 
     def _prepare_schema(self, migrate: bool) -> None:
-        self._run(lambda conn: self._migrate(conn, migrate))
+        self.run(lambda conn: self._migrate(conn, migrate))
 
     def _migrate(self, conn: Connection, migrate: bool) -> None:
         if not self.is_sqlite:
@@ -661,7 +665,7 @@ class Store:
             )
 
     def schema_version(self) -> int:
-        return self._run(
+        return self.run(
             lambda c: int(c.execute(select(func.max(schema_version.c.version))).scalar_one()),
             write=False,
         )
@@ -692,7 +696,7 @@ class Store:
             row = conn.execute(select(subscribers.c.id).where(subscribers.c.email == address))
             return int(row.scalar_one()), False
 
-        sub_id, created = self._run(work)
+        sub_id, created = self.run(work)
         found = self.get_subscriber(sub_id)
         assert found is not None
         return found, created
@@ -748,7 +752,7 @@ class Store:
                     suppressed += self._suppress(conn, row.email, row.status, now)
             return ImportResult(added, len(rows) - added, suppressed)
 
-        return self._run(work)
+        return self.run(work)
 
     def _suppress(
         self, conn: Connection, address: str, status: SubscriberStatus, now: datetime
@@ -810,13 +814,13 @@ class Store:
                     cats.setdefault(sub_id, []).append(category)
             return [_subscriber(r, tuple(cats.get(r["id"], ()))) for r in rows]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def count_subscribers(self, status: SubscriberStatus | None = None) -> int:
         query = select(func.count()).select_from(subscribers)
         if status is not None:
             query = query.where(subscribers.c.status == status)
-        return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
+        return self.run(lambda c: int(c.execute(query).scalar_one()), write=False)
 
     def set_status(self, subscriber_id: int, status: SubscriberStatus) -> Subscriber | None:
         """Change a subscriber's status; bumps ``state_version`` so old tokens die (S2)."""
@@ -835,7 +839,7 @@ class Store:
             .where(subscribers.c.id == subscriber_id, subscribers.c.status != status)
             .values(**values)
         )
-        self._run(lambda c: c.execute(stmt))
+        self.run(lambda c: c.execute(stmt))
         return self.get_subscriber(subscriber_id)
 
     def unsubscribe(self, email: str) -> Subscriber | None:
@@ -848,7 +852,7 @@ class Store:
     def count_recipients(self, categories: Sequence[str]) -> int:
         """How many active subscribers an issue in ``categories`` would go to now."""
         query = select(func.count()).select_from(subscribers).where(_recipient_filter(categories))
-        return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
+        return self.run(lambda c: int(c.execute(query).scalar_one()), write=False)
 
     # issues -------------------------------------------------------------------------------
 
@@ -879,7 +883,7 @@ class Store:
             found = conn.execute(select(issues.c.id).where(issues.c.key == new.key))
             return int(found.scalar_one()), False
 
-        issue_id, created = self._run(work)
+        issue_id, created = self.run(work)
         issue = self.get_issue(issue_id)
         assert issue is not None
         return issue, created
@@ -895,14 +899,14 @@ class Store:
             row = conn.execute(select(issues).where(condition)).mappings().first()
             return None if row is None else _issue(row)
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def list_issues(self) -> list[Issue]:
         def work(conn: Connection) -> list[Issue]:
             rows = conn.execute(select(issues).order_by(issues.c.id)).mappings().all()
             return [_issue(r) for r in rows]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def set_issue_status(
         self, issue_id: int, status: IssueStatus, reason: str | None = None
@@ -911,7 +915,7 @@ class Store:
         if status == IssueStatus.DONE:
             values["finished_at"] = self.clock()
         stmt = update(issues).where(issues.c.id == issue_id).values(**values)
-        self._run(lambda c: c.execute(stmt))
+        self.run(lambda c: c.execute(stmt))
 
     def replace_issue_body(self, issue_id: int, new: NewIssue) -> bool:
         """Store a fresh rendering of an issue nobody may have a copy of yet (issue 8).
@@ -936,7 +940,7 @@ class Store:
                 digest=new.digest,
             )
         )
-        return self._run(lambda c: int(c.execute(stmt).rowcount) == 1)
+        return self.run(lambda c: int(c.execute(stmt).rowcount) == 1)
 
     def snapshot(self, issue_id: int) -> int:
         """Freeze the recipients of an issue: one delivery row per matching active subscriber.
@@ -985,7 +989,7 @@ class Store:
             )
             return int(added)
 
-        return self._run(work)
+        return self.run(work)
 
     # deliveries ---------------------------------------------------------------------------
 
@@ -1028,7 +1032,7 @@ class Store:
             )
             return sorted((_delivery(r) for r in conn.execute(stmt).mappings()), key=_by_id)
 
-        return self._run(work)
+        return self.run(work)
 
     def renew_lease(self, worker: str, ids: Sequence[int], lease: timedelta) -> set[int]:
         """Extend ``worker``'s lease on ``ids``; returns the ids it still holds."""
@@ -1045,7 +1049,7 @@ class Store:
             .values(lease_until=now + lease, updated_at=now)
             .returning(deliveries.c.id)
         )
-        return self._run(lambda c: set(c.execute(stmt).scalars()))
+        return self.run(lambda c: set(c.execute(stmt).scalars()))
 
     def release(self, worker: str, ids: Sequence[int]) -> int:
         """Give back claimed rows that were never attempted: pending again, attempt undone."""
@@ -1066,7 +1070,7 @@ class Store:
                 updated_at=self.clock(),
             )
         )
-        return self._run(lambda c: int(c.execute(stmt).rowcount))
+        return self.run(lambda c: int(c.execute(stmt).rowcount))
 
     def hand_over(self, delivery_id: int, worker: str) -> HandOver:
         """The last check before DATA (E16, issue 8), committed before DATA is sent.
@@ -1107,7 +1111,7 @@ class Store:
             )
             return HandOver.GO
 
-        return self._run(work)
+        return self.run(work)
 
     def mark_sent(self, delivery_id: int, reply: Reply, message_id: str) -> None:
         """§1.3 step 2: committed right after the 250. The server's word wins over any state."""
@@ -1118,7 +1122,7 @@ class Store:
             .values(status=DeliveryStatus.SENT, sent_at=now, **_result_values(reply, message_id))
             .values(claimed_by=None, lease_until=None, updated_at=now)
         )
-        self._run(lambda c: c.execute(stmt))
+        self.run(lambda c: c.execute(stmt))
 
     def mark_failed_temp(
         self, delivery_id: int, worker: str, reply: Reply, message_id: str, retry_at: datetime
@@ -1157,7 +1161,7 @@ class Store:
             if bounce_limit is not None:
                 self._count_bounce(conn, delivery_id, bounce_limit)
 
-        self._run(work)
+        self.run(work)
 
     def _count_bounce(self, conn: Connection, delivery_id: int, bounce_limit: int) -> None:
         sub_id = select(deliveries.c.subscriber_id).where(deliveries.c.id == delivery_id)
@@ -1186,7 +1190,7 @@ class Store:
         message_id: str | None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        self._run(
+        self.run(
             lambda c: self._finish_in(
                 c, delivery_id, worker, status, reply, message_id, next_attempt_at
             )
@@ -1257,7 +1261,7 @@ class Store:
             in_doubt = int(conn.execute(doubtful).rowcount)
             return Recovery(in_doubt, int(conn.execute(untouched).rowcount))
 
-        return self._run(work)
+        return self.run(work)
 
     def claimants(self) -> list[str]:
         """Distinct workers holding ``sending`` rows (for dead-process recovery)."""
@@ -1266,7 +1270,7 @@ class Store:
             .where(deliveries.c.status == DeliveryStatus.SENDING)
             .distinct()
         )
-        return self._run(lambda c: [w for w in c.execute(query).scalars() if w], write=False)
+        return self.run(lambda c: [w for w in c.execute(query).scalars() if w], write=False)
 
     def requeue_in_doubt(self, issue_id: int) -> int:
         """Policy ``resend_once``: in-doubt rows not yet resent become pending, once."""
@@ -1280,7 +1284,7 @@ class Store:
             )
             .values(status=DeliveryStatus.PENDING, resent=True, next_attempt_at=now, updated_at=now)
         )
-        return self._run(lambda c: int(c.execute(stmt).rowcount))
+        return self.run(lambda c: int(c.execute(stmt).rowcount))
 
     def release_held(self, issue_id: int, email: str | None = None) -> int:
         """The operator's decision on in-doubt rows: send them again (same Message-ID).
@@ -1301,7 +1305,7 @@ class Store:
             .where(*condition)
             .values(status=DeliveryStatus.PENDING, resent=True, next_attempt_at=now, updated_at=now)
         )
-        return self._run(lambda c: int(c.execute(stmt).rowcount))
+        return self.run(lambda c: int(c.execute(stmt).rowcount))
 
     def flagged_deliveries(self, issue_id: int, limit: int = 100) -> list[FlaggedDelivery]:
         """In-doubt rows and rows sent more than once, by address (for ``publisher status``)."""
@@ -1330,7 +1334,7 @@ class Store:
                 for r in conn.execute(query)
             ]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def get_delivery(self, delivery_id: int) -> Delivery | None:
         def work(conn: Connection) -> Delivery | None:
@@ -1338,7 +1342,7 @@ class Store:
             found = row.mappings().first()
             return None if found is None else _delivery(found)
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def iter_deliveries(self, issue_id: int, *, batch_size: int = 500) -> Iterator[Delivery]:
         after = 0
@@ -1349,7 +1353,7 @@ class Store:
                 .order_by(deliveries.c.id)
                 .limit(batch_size)
             )
-            batch = self._run(_delivery_reader(query), write=False)
+            batch = self.run(_delivery_reader(query), write=False)
             yield from batch
             if len(batch) < batch_size:
                 return
@@ -1365,13 +1369,13 @@ class Store:
         def work(conn: Connection) -> DeliveryCounts:
             return DeliveryCounts({DeliveryStatus(s): int(n) for s, n in conn.execute(query)})
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def next_retry_at(self, issue_id: int) -> datetime | None:
         query = select(func.min(deliveries.c.next_attempt_at)).where(
             deliveries.c.issue_id == issue_id, deliveries.c.status.in_(DUE_STATUSES)
         )
-        return self._run(lambda c: c.execute(query).scalar_one_or_none(), write=False)
+        return self.run(lambda c: c.execute(query).scalar_one_or_none(), write=False)
 
     # rate limit ---------------------------------------------------------------------------
 
@@ -1397,13 +1401,13 @@ class Store:
             )
             return timedelta(0)
 
-        return self._run(work)
+        return self.run(work)
 
     # settings, jobs, published posts --------------------------------------------------------
 
     def get_setting(self, key: str) -> str | None:
         query = select(settings.c.value).where(settings.c.key == key)
-        return self._run(lambda c: c.execute(query).scalar_one_or_none(), write=False)
+        return self.run(lambda c: c.execute(query).scalar_one_or_none(), write=False)
 
     def setting_or_create(self, key: str, make: Callable[[], str]) -> str:
         """The stored value of ``key``; when absent, store ``make()`` (first writer wins)."""
@@ -1413,11 +1417,11 @@ class Store:
             conn.execute(stmt)
             return str(conn.execute(select(settings.c.value).where(settings.c.key == key)).one()[0])
 
-        return self._run(work)
+        return self.run(work)
 
     def posts_without_issue(self) -> list[str]:
         query = select(published.c.slug).where(published.c.issue_created.is_(False))
-        return self._run(lambda c: list(c.execute(query.order_by(published.c.slug)).scalars()))
+        return self.run(lambda c: list(c.execute(query.order_by(published.c.slug)).scalars()))
 
     # helpers ------------------------------------------------------------------------------
 
@@ -1432,7 +1436,7 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         """Store ``value`` under ``key``, replacing any earlier value."""
-        self._run(lambda c: self.upsert_setting(c, key, value))
+        self.run(lambda c: self.upsert_setting(c, key, value))
 
     def upsert_setting(self, conn: Connection, key: str, value: str) -> None:
         """``set_setting`` inside a transaction the caller already holds."""
@@ -1464,7 +1468,7 @@ class Store:
             )
             return bool(conn.execute(stmt).rowcount)
 
-        return self._run(work)
+        return self.run(work)
 
     def finish_job(
         self, name: str, worker: str, *, error: str | None, next_run_at: datetime | None
@@ -1494,7 +1498,7 @@ class Store:
             self.upsert_setting(conn, key, str(failures))
             return failures
 
-        return self._run(work)
+        return self.run(work)
 
     def release_job(self, name: str, claimed_by: str) -> bool:
         """Free job ``name`` if ``claimed_by`` still holds it (a claimer known to be dead)."""
@@ -1503,7 +1507,7 @@ class Store:
             .where(jobs.c.name == name, jobs.c.claimed_by == claimed_by)
             .values(claimed_by=None, lease_until=None)
         )
-        return self._run(lambda c: bool(c.execute(stmt).rowcount))
+        return self.run(lambda c: bool(c.execute(stmt).rowcount))
 
     def job_states(self) -> list[JobState]:
         """Every job row with its consecutive failures, by name."""
@@ -1518,7 +1522,7 @@ class Store:
             rows = conn.execute(select(jobs).order_by(jobs.c.name)).mappings()
             return [_job_state(r, failures.get(r["name"], 0)) for r in rows]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def record_published_many(
         self,
@@ -1553,7 +1557,7 @@ class Store:
                     conn.execute(update(table).where(table.c.slug == entry.slug).values(values))
             return fresh
 
-        return self._run(work)
+        return self.run(work)
 
     def _rename_published(self, conn: Connection, renames: Sequence[tuple[str, str]]) -> None:
         # Through temporary keys ('~' is never in a slug), so that swaps and chains work.
@@ -1612,11 +1616,11 @@ class Store:
                 for r in conn.execute(query).mappings()
             ]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def mark_issues_created(self, slugs: Sequence[str]) -> None:
         """Record that the issues of these published posts exist, in one transaction."""
-        self._run(lambda c: self._mark_issues_created(c, slugs))
+        self.run(lambda c: self._mark_issues_created(c, slugs))
 
     def _mark_issues_created(self, conn: Connection, slugs: Sequence[str]) -> None:
         if slugs:
@@ -1630,7 +1634,7 @@ class Store:
         def work(conn: Connection) -> list[int]:
             return [int(i) for i, slugs in conn.execute(query) if slug in json.loads(slugs)]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def open_issues(self) -> list[IssueSummary]:
         """Issues not done yet, oldest first, without their bodies (cheap to poll)."""
@@ -1646,11 +1650,11 @@ class Store:
                 for r in conn.execute(query)
             ]
 
-        return self._run(work, write=False)
+        return self.run(work, write=False)
 
     def issue_count(self) -> int:
         query = select(func.count()).select_from(issues)
-        return self._run(lambda c: int(c.execute(query).scalar_one()), write=False)
+        return self.run(lambda c: int(c.execute(query).scalar_one()), write=False)
 
 
 _SUPPRESSED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)

@@ -2,7 +2,7 @@
 
 Kept out of ``store.py`` so the endpoint's needs stay additive: one table of
 its own and a few subscriber operations, each ONE transaction run by the
-store's runner (``Store._run``), which retries SQLite ``database is locked``
+store's runner (``Store.run``), which retries SQLite ``database is locked``
 and dropped PostgreSQL connections and then raises ``StoreError``; the
 endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 
@@ -195,7 +195,7 @@ class WebStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.clock: Clock = store.clock
-        self._run = store._run  # the store's retrying transaction runner (H1, H3)
+        self._run = store.run  # the store's public retrying transaction runner (H1, H3)
 
     @classmethod
     def open(cls, store: Store) -> WebStore:
