@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event, inspect, text
 
 import publisher.store as store_module
+import publisher.store.schema as schema
 from publisher.deliver.sender import send_issue
 from publisher.store import (
     DeliveryStatus,
@@ -281,7 +282,7 @@ def test_migration_adds_handed_over_at_to_an_older_database(db_url: str):
     columns = {c["name"] for c in inspect(migrated.engine).get_columns("deliveries")}
     assert "handed_over_at" in columns
     with migrated.engine.begin() as conn:  # and running it again changes nothing
-        store_module._migration_handed_over(conn)
+        schema._migration_handed_over(conn)
 
 
 def test_hourly_budget_is_persisted(db_url: str):
@@ -416,12 +417,12 @@ def test_published_identity_migration_upgrades_a_version_1_database(db_url: str,
     old = open_store(db_url)
     with old.engine.begin() as conn:
         values = {"slug": "hello", "digest": "d" * 64, "issue_created": True}
-        conn.execute(store_module.published.insert().values(published_at=FakeClock().now, **values))
+        conn.execute(schema.published.insert().values(published_at=FakeClock().now, **values))
     old.close()
     monkeypatch.undo()
     store = open_store(db_url, migrate=True)
     with store.engine.begin() as conn:
-        store_module._migration_published_identity(conn)  # idempotent: a second run adds nothing
+        schema._migration_published_identity(conn)  # idempotent: a second run adds nothing
         columns = {c["name"] for c in inspect(conn).get_columns("published")}
     assert set(store_module.POST_IDENTITY_COLUMNS) <= columns
     (record,) = store.published_posts()

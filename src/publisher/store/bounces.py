@@ -62,11 +62,10 @@ from publisher.store import (
     Store,
     SubscriberStatus,
     UtcDateTime,
-    _delivery,
-    deliveries,
     normalize_email,
-    subscribers,
 )
+from publisher.store.deliveries import _delivery
+from publisher.store.schema import deliveries, subscribers
 
 bounce_metadata = MetaData()  # kept out of migration 1's create_all
 

@@ -83,12 +83,9 @@ from publisher.store import (
     StoreError,
     SubscriberStatus,
     UtcDateTime,
-    settings,
-    signup_requests,
-    subscriber_categories,
-    subscribers,
 )
 from publisher.store.bounces import suppressed_condition
+from publisher.store.schema import settings, signup_requests, subscriber_categories, subscribers
 
 VERSION_KEY = "web_schema_version"
 _SCHEMA_LOCK = 20250622  # pg_advisory_xact_lock key while creating the web tables
