@@ -89,6 +89,11 @@ class Database:
         return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
 
 
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """:meth:`Database.insert` for code that holds only a connection."""
+    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(table)
+
+
 T = TypeVar("T")
 
 

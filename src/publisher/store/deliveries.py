@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    and_,
     func,
     or_,
     select,
@@ -15,6 +16,7 @@ from sqlalchemy import (
 )
 
 from publisher.store.db import Database
+from publisher.store.leases import claim_rows, held_by, settle
 from publisher.store.model import (
     DUE_STATUSES,
     Delivery,
@@ -40,36 +42,25 @@ class Deliveries(Database):
         """
         now = self.clock()
 
+        # An expired delivery lease is not due: recover_expired_leases decides (G1).
+        due = and_(
+            deliveries.c.issue_id == issue_id,
+            deliveries.c.status.in_(DUE_STATUSES),
+            deliveries.c.next_attempt_at <= now,
+        )
+        values = {
+            "status": DeliveryStatus.SENDING,
+            "claimed_by": worker,
+            "lease_until": now + lease,
+            "attempt": deliveries.c.attempt + 1,
+            "first_attempt_at": func.coalesce(deliveries.c.first_attempt_at, now),
+            "handed_over_at": None,
+            "updated_at": now,
+        }
+
         def work(conn: Connection) -> list[Delivery]:
-            due = (
-                select(deliveries.c.id)
-                .where(
-                    deliveries.c.issue_id == issue_id,
-                    deliveries.c.status.in_(DUE_STATUSES),
-                    deliveries.c.next_attempt_at <= now,
-                )
-                .order_by(deliveries.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = list(conn.execute(due).scalars())
-            if not ids:
-                return []
-            stmt = (
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids), deliveries.c.status.in_(DUE_STATUSES))
-                .values(
-                    status=DeliveryStatus.SENDING,
-                    claimed_by=worker,
-                    lease_until=now + lease,
-                    attempt=deliveries.c.attempt + 1,
-                    first_attempt_at=func.coalesce(deliveries.c.first_attempt_at, now),
-                    handed_over_at=None,
-                    updated_at=now,
-                )
-                .returning(*deliveries.c)
-            )
-            return sorted((_delivery(r) for r in conn.execute(stmt).mappings()), key=_by_id)
+            rows = claim_rows(conn, deliveries, due, values, limit=limit)
+            return sorted((_delivery(r) for r in rows), key=_by_id)
 
         return self.run(work)
 
@@ -249,14 +240,15 @@ class Deliveries(Database):
         values = _result_values(reply, message_id)
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        conn.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.id == delivery_id,
-                deliveries.c.claimed_by == worker,
-                deliveries.c.status == DeliveryStatus.SENDING,
-            )
-            .values(status=status, claimed_by=None, lease_until=None, updated_at=now, **values)
+        held = held_by(deliveries, worker, deliveries.c.status == DeliveryStatus.SENDING)
+        settle(
+            conn,
+            deliveries,
+            deliveries.c.id == delivery_id,
+            *held,
+            status=status,
+            updated_at=now,
+            **values,
         )
 
     def recover_expired_leases(self) -> Recovery:

@@ -10,11 +10,12 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    and_,
     or_,
     select,
-    update,
 )
 
+from publisher.store.leases import claim_rows, held_by, held_expired, settle
 from publisher.store.model import JobState
 from publisher.store.schema import jobs, settings
 from publisher.store.settings import Settings
@@ -36,15 +37,16 @@ class Jobs(Settings):
 
         def work(conn: Connection) -> bool:
             conn.execute(self.insert(jobs).values(name=name).on_conflict_do_nothing())
+            # A job's expired lease is free again: the lease is its holder's liveness.
             free = or_(
-                jobs.c.claimed_by.is_(None), jobs.c.claimed_by == worker, jobs.c.lease_until < now
+                jobs.c.claimed_by.is_(None), jobs.c.claimed_by == worker, held_expired(jobs, now)
             )
-            stmt = (
-                update(jobs)
-                .where(jobs.c.name == name, free, *(() if ignore_backoff else (due,)))
-                .values(claimed_by=worker, lease_until=now + lease)
+            claimable = and_(jobs.c.name == name, free, *(() if ignore_backoff else (due,)))
+            values = {"claimed_by": worker, "lease_until": now + lease}
+            rows = claim_rows(
+                conn, jobs, claimable, values, limit=1, key=jobs.c.name, skip_locked=False
             )
-            return bool(conn.execute(stmt).rowcount)
+            return bool(rows)
 
         return self.run(work)
 
@@ -58,18 +60,8 @@ class Jobs(Settings):
         key = f"job_failures:{name}"
 
         def work(conn: Connection) -> int:
-            stmt = (
-                update(jobs)
-                .where(jobs.c.name == name, jobs.c.claimed_by == worker)
-                .values(
-                    claimed_by=None,
-                    lease_until=None,
-                    last_run_at=self.clock(),
-                    last_error=error,
-                    next_run_at=next_run_at,
-                )
-            )
-            if not conn.execute(stmt).rowcount:
+            ran = {"last_run_at": self.clock(), "last_error": error, "next_run_at": next_run_at}
+            if not settle(conn, jobs, jobs.c.name == name, *held_by(jobs, worker), **ran):
                 return -1
             before = conn.execute(select(settings.c.value).where(settings.c.key == key))
             failures = 0 if error is None else int(before.scalar_one_or_none() or 0) + 1
@@ -80,12 +72,9 @@ class Jobs(Settings):
 
     def release_job(self, name: str, claimed_by: str) -> bool:
         """Free job ``name`` if ``claimed_by`` still holds it (a claimer known to be dead)."""
-        stmt = (
-            update(jobs)
-            .where(jobs.c.name == name, jobs.c.claimed_by == claimed_by)
-            .values(claimed_by=None, lease_until=None)
+        return self.run(
+            lambda c: bool(settle(c, jobs, jobs.c.name == name, *held_by(jobs, claimed_by)))
         )
-        return self.run(lambda c: bool(c.execute(stmt).rowcount))
 
     def job_states(self) -> list[JobState]:
         """Every job row with its consecutive failures, by name."""

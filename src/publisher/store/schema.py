@@ -237,6 +237,41 @@ def _migration_editors(conn: Connection) -> None:
     create_tables(conn)
 
 
+# The subscription endpoint's tables (publisher.store.signups); their own MetaData keeps
+# them out of _migration_1.
+web_metadata = MetaData()
+
+web_counts = Table(
+    "web_counts",
+    web_metadata,
+    Column("bucket", String(100), primary_key=True),
+    Column("minute", UtcDateTime, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_web_counts_minute", "minute"),
+)
+
+
+# The durable queue of double opt-in mails (see the module docstring); no secret in it.
+confirmation_mails = Table(
+    "confirmation_mails",
+    web_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey(subscribers.c.id, ondelete="CASCADE"), nullable=False
+    ),
+    Column("email", String(320), nullable=False),
+    Column("state_version", Integer, nullable=False),  # the link confirms this state only (E10)
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("claimed_by", String(200)),
+    Column("lease_until", UtcDateTime),
+    Column("last_error", Text),
+    Index("ix_confirmation_mails_due", "status", "next_attempt_at"),
+)
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_1,

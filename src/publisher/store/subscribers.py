@@ -17,7 +17,7 @@ from sqlalchemy import (
     update,
 )
 
-from publisher.store.db import Database
+from publisher.store.db import Database, dialect_insert
 from publisher.store.model import (
     Consent,
     ConsentMethod,
@@ -72,27 +72,7 @@ class Subscribers(Database):
         status: SubscriberStatus,
         now: datetime,
     ) -> int | None:
-        values = {
-            "email": address,
-            "status": status,
-            "created_at": now,
-            "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
-            "unsubscribed_at": now if status in _SUPPRESSED else None,
-            "bounce_count": 0,
-            "state_version": 1,
-            "consent_at": consent.at or now,
-            "consent_method": consent.method,
-            "consent_source": consent.source[:500],
-            "consent_text_version": consent.text_version[:100],
-        }
-        stmt = self.insert(subscribers).values(**values).on_conflict_do_nothing()
-        new_id = conn.execute(stmt.returning(subscribers.c.id)).scalar_one_or_none()
-        if new_id is not None and cats:
-            conn.execute(
-                insert(subscriber_categories),
-                [{"subscriber_id": new_id, "category": c} for c in cats],
-            )
-        return None if new_id is None else int(new_id)
+        return insert_subscriber(conn, address, cats, consent, status, now)
 
     def import_subscribers(self, rows: Sequence[NewSubscriber], consent: Consent) -> ImportResult:
         """Add many normalized addresses in ONE transaction: all or nothing.
@@ -262,3 +242,37 @@ def _subscriber(row: Any, categories: tuple[str, ...]) -> Subscriber:
         state_version=row["state_version"],
         consent=consent,
     )
+
+
+def insert_subscriber(
+    conn: Connection,
+    address: str,
+    cats: tuple[str, ...],
+    consent: Consent,
+    status: SubscriberStatus,
+    now: datetime,
+) -> int | None:
+    """Insert a normalized ``address`` with its consent and categories; its id, or None if
+    the address exists (left unchanged). The one insert of a subscriber: operator adds,
+    imports and web signups (``publisher.store.signups``) all come here."""
+    values = {
+        "email": address,
+        "status": status,
+        "created_at": now,
+        "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
+        "unsubscribed_at": now if status in _SUPPRESSED else None,
+        "bounce_count": 0,
+        "state_version": 1,
+        "consent_at": consent.at or now,
+        "consent_method": consent.method,
+        "consent_source": consent.source[:500],
+        "consent_text_version": consent.text_version[:100],
+    }
+    stmt = dialect_insert(conn, subscribers).values(**values).on_conflict_do_nothing()
+    new_id = conn.execute(stmt.returning(subscribers.c.id)).scalar_one_or_none()
+    if new_id is not None and cats:
+        conn.execute(
+            insert(subscriber_categories),
+            [{"subscriber_id": new_id, "category": c} for c in cats],
+        )
+    return None if new_id is None else int(new_id)
