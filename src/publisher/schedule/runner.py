@@ -45,7 +45,7 @@ start, cron plus a service) never do the same job at the same time (G4, G6):
    worker and the scheduler never send one row twice at once, G4), so a signup
    made just before ``publisher web`` crashed is confirmed without waiting for
    the web service to restart (G1). Databases the web service never used are
-   left alone (no ``web_schema_version``).
+   left alone (nothing queued).
 
 Startup reconciliation is the same tick: issues created but not sent, retries
 that fell due while the process was down and ``sending`` rows of a dead process
@@ -123,7 +123,6 @@ from publisher.store import (
     PublishedEntry,
     Store,
 )
-from publisher.store.signups import VERSION_KEY as WEB_VERSION_KEY
 from publisher.store.signups import WebStore
 
 Clock = Callable[[], datetime]
@@ -562,8 +561,8 @@ class Runner:
 
     def _confirmation_drain(self) -> ConfirmationDrain | None:
         if self._confirmations is None:
-            if self.store.get_setting(WEB_VERSION_KEY) is None:
-                return None  # publisher web never ran on this database: nothing is queued
+            if not WebStore(self.store).has_queued():
+                return None  # publisher web never queued anything on this database
             mailer = ConfirmationMailer(
                 self.config, make_environment(self.config), self.transports, self.clock
             )

@@ -16,11 +16,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     inspect,
+    select,
     text,
 )
 
-from publisher.store.db import UtcDateTime
+from publisher.store.db import StoreError, UtcDateTime
 
 metadata = MetaData()
 
@@ -272,6 +274,32 @@ confirmation_mails = Table(
 )
 
 
+# Before issue 9 the web tables had a version of their own, under this ``settings`` key
+# (1: web_counts, 2: confirmation_mails), created by the web service on first use.
+LEGACY_WEB_VERSION_KEY = "web_schema_version"
+LEGACY_WEB_VERSION = 2
+
+
+def _migration_one_version(conn: Connection) -> None:
+    """The web tables join ``schema_version`` (issue 9): one version for the database.
+
+    Idempotent and order-independent: a table is created only when missing, whatever web
+    version the database had (none, 1 or 2), and the old key is removed. A web version
+    above 2 was written by a newer Publisher: refused, as before (H6).
+    """
+    key = settings.c.key == LEGACY_WEB_VERSION_KEY
+    found = conn.execute(select(settings.c.value).where(key)).scalar_one_or_none()
+    if found is not None and int(found) > LEGACY_WEB_VERSION:
+        name = conn.engine.url.render_as_string(hide_password=True)
+        raise StoreError(
+            f"database {name} has web schema version {found}, newer than this "
+            f"Publisher's {LEGACY_WEB_VERSION}",
+            hint="Upgrade Publisher; an older version must not write to this database.",
+        )
+    web_metadata.create_all(conn, tables=[web_counts, confirmation_mails], checkfirst=True)
+    conn.execute(delete(settings).where(key))
+
+
 # Ordered; index + 1 is the version a migration produces. Append, never edit.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_1,
@@ -280,6 +308,7 @@ MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _migration_handed_over,
     _migration_bounces,
     _migration_editors,
+    _migration_one_version,
 )
 
 

@@ -6,11 +6,9 @@ store's runner (``Store.run``), which retries SQLite ``database is locked``
 and dropped PostgreSQL connections and then raises ``StoreError``; the
 endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 
-- **Schema**: the ``web_counts`` and ``confirmation_mails`` tables, versioned
-  like the store's schema but under the ``settings`` key ``web_schema_version``
-  (additive migrations only); a database written by a newer Publisher is
-  refused (H6). Created on first use, under an advisory lock
-  on PostgreSQL so two processes starting together do not both create it.
+- **Schema**: the ``web_counts`` and ``confirmation_mails`` tables are in
+  ``publisher.store.schema`` under the one ``schema_version`` (issue 9; they had
+  their own ``web_schema_version`` key before, which ``publisher migrate`` folds in).
 - **Quotas** (E4, E5, S12): ``Store.take_quota`` (publisher.store.quotas, the one
   per-minute counter, shared with the send budget); a signup takes its quotas inside
   its own transaction, and all pass and are counted together, or none is counted.
@@ -58,7 +56,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 
@@ -66,7 +63,6 @@ from publisher.store import (
     Clock,
     ConsentMethod,
     Store,
-    StoreError,
     SubscriberStatus,
 )
 from publisher.store.bounces import suppressed_condition
@@ -75,30 +71,13 @@ from publisher.store.model import Consent
 from publisher.store.quotas import Quota
 from publisher.store.schema import (
     confirmation_mails,
-    settings,
     signup_requests,
     subscriber_categories,
     subscribers,
-    web_counts,
-    web_metadata,
 )
 from publisher.store.subscribers import insert_subscriber
 
-VERSION_KEY = "web_schema_version"
-_SCHEMA_LOCK = 20250622  # pg_advisory_xact_lock key while creating the web tables
 MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED)
-
-
-def _web_migration_1(conn: Connection) -> None:
-    web_metadata.create_all(conn, tables=[web_counts])
-
-
-def _web_migration_2(conn: Connection) -> None:
-    web_metadata.create_all(conn, tables=[confirmation_mails])
-
-
-# Ordered; index + 1 is the version a migration produces. Append, never edit.
-WEB_MIGRATIONS = (_web_migration_1, _web_migration_2)
 
 
 class MailStatus(StrEnum):
@@ -150,29 +129,19 @@ class WebStore:
 
     @classmethod
     def open(cls, store: Store) -> WebStore:
-        """Wrap ``store``, creating or checking the web tables first (H6)."""
-        web_store = cls(store)
-        web_store._prepare()
-        return web_store
+        """Wrap ``store``; its tables are the store's own (``Store.open`` checks the schema)."""
+        return cls(store)
 
-    def _prepare(self) -> None:
-        def work(conn: Connection) -> None:
-            if not self.store.is_sqlite:
-                conn.execute(text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
-            found = conn.execute(select(settings.c.value).where(settings.c.key == VERSION_KEY))
-            current = int(found.scalar_one_or_none() or 0)
-            if current > len(WEB_MIGRATIONS):
-                raise StoreError(
-                    f"database {self.store.name} has web schema version {current}, newer than "
-                    f"this Publisher's {len(WEB_MIGRATIONS)}",
-                    hint="Upgrade Publisher; an older version must not write to this database.",
-                )
-            for migration in WEB_MIGRATIONS[current:]:
-                migration(conn)
-            if current != len(WEB_MIGRATIONS):
-                self.store.upsert_setting(conn, VERSION_KEY, str(len(WEB_MIGRATIONS)))
+    def has_queued(self) -> bool:
+        """Whether the web service ever queued a signup or a mail here (the scheduler asks)."""
 
-        self._run(work)
+        def work(conn: Connection) -> bool:
+            for table in (signup_requests, confirmation_mails):
+                if conn.execute(select(table.c.id).limit(1)).first() is not None:
+                    return True
+            return False
+
+        return self._run(work, write=False)
 
     # quotas -----------------------------------------------------------------------------------
 
