@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event, inspect, text
 
 import publisher.store as store_module
+import publisher.store.schema as schema
 from publisher.deliver.sender import send_issue
 from publisher.store import (
     DeliveryStatus,
@@ -281,7 +282,7 @@ def test_migration_adds_handed_over_at_to_an_older_database(db_url: str):
     columns = {c["name"] for c in inspect(migrated.engine).get_columns("deliveries")}
     assert "handed_over_at" in columns
     with migrated.engine.begin() as conn:  # and running it again changes nothing
-        store_module._migration_handed_over(conn)
+        schema._migration_handed_over(conn)
 
 
 def test_hourly_budget_is_persisted(db_url: str):
@@ -418,12 +419,12 @@ def test_published_identity_migration_upgrades_a_version_1_database(db_url: str,
     old = open_store(db_url)
     with old.engine.begin() as conn:
         values = {"slug": "hello", "digest": "d" * 64, "issue_created": True}
-        conn.execute(store_module.published.insert().values(published_at=FakeClock().now, **values))
+        conn.execute(schema.published.insert().values(published_at=FakeClock().now, **values))
     old.close()
     monkeypatch.undo()
     store = open_store(db_url, migrate=True)
     with store.engine.begin() as conn:
-        store_module._migration_published_identity(conn)  # idempotent: a second run adds nothing
+        schema._migration_published_identity(conn)  # idempotent: a second run adds nothing
         columns = {c["name"] for c in inspect(conn).get_columns("published")}
     assert set(store_module.POST_IDENTITY_COLUMNS) <= columns
     (record,) = store.published_posts()
@@ -456,3 +457,83 @@ def test_a_rename_moves_the_record_and_the_issues_and_keeps_them_handled(db_url:
     )
     assert swapped == [] and {r.slug for r in store.published_posts()} == {"new", "other"}
     assert store.list_issues()[0].post_slugs == ("other",)
+
+
+# The web tables as publisher.store.signups created them before issue 9, under their own
+# settings key web_schema_version: version 1 made web_counts, version 2 confirmation_mails.
+def _old_web_ddl(sqlite: bool) -> list[str]:
+    key = "INTEGER PRIMARY KEY" if sqlite else "SERIAL PRIMARY KEY"
+    return [
+        "CREATE TABLE web_counts (bucket VARCHAR(100) NOT NULL, minute TIMESTAMP NOT NULL, "
+        "count INTEGER NOT NULL, PRIMARY KEY (bucket, minute))",
+        "CREATE INDEX ix_web_counts_minute ON web_counts (minute)",
+        f"CREATE TABLE confirmation_mails (id {key}, subscriber_id INTEGER NOT NULL "
+        "REFERENCES subscribers (id) ON DELETE CASCADE, email VARCHAR(320) NOT NULL, "
+        "state_version INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, "
+        "status VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, "
+        "next_attempt_at TIMESTAMP NOT NULL, claimed_by VARCHAR(200), lease_until TIMESTAMP, "
+        "last_error TEXT)",
+        "CREATE INDEX ix_confirmation_mails_due ON confirmation_mails (status, next_attempt_at)",
+    ]
+
+
+def _old_database(db_url: str, monkeypatch, web_version: int) -> int:
+    """A database as the code before issue 9 left it; returns its schema_version."""
+    before = schema.MIGRATIONS.index(schema._migration_one_version)
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:before])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", before)
+    old = open_store(db_url)
+    ddl = _old_web_ddl(old.is_sqlite)
+    with old.engine.begin() as conn:
+        for statement in ddl[: {0: 0, 1: 2}.get(web_version, 4)]:
+            conn.execute(text(statement))
+        if web_version:
+            conn.execute(
+                text("INSERT INTO settings (key, value) VALUES ('web_schema_version', :v)"),
+                {"v": str(web_version)},
+            )
+        if web_version >= 1:
+            conn.execute(
+                text("INSERT INTO web_counts (bucket, minute, count) VALUES ('ip:x', :m, 3)"),
+                {"m": FakeClock().now.replace(tzinfo=None, second=0, microsecond=0)},
+            )
+    old.close()
+    monkeypatch.undo()
+    return before
+
+
+@pytest.mark.parametrize("web_version", [0, 1, 2])
+def test_migrate_folds_the_web_schema_version_into_the_one_version(
+    db_url: str, monkeypatch, web_version: int
+):
+    """Issue 9: schema_version N + web_schema_version M upgrade to the one version."""
+    from publisher.store.quotas import Quota
+    from publisher.store.signups import WebStore
+
+    before = _old_database(db_url, monkeypatch, web_version)
+    with pytest.raises(
+        StoreError, match=f"schema version {before}; this Publisher needs"
+    ) as refused:
+        open_store(db_url)
+    assert "publisher migrate" in (refused.value.hint or "")
+    clock = FakeClock()
+    store = open_store(db_url, clock, migrate=True)
+    assert store.schema_version() == store_module.SCHEMA_VERSION
+    assert store.get_setting("web_schema_version") is None  # one version key left
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"web_counts", "confirmation_mails"} <= tables
+    quota = Quota("ip:x", 4, timedelta(hours=1))
+    used = 3 if web_version else 0  # the counts an old database had are kept
+    for _ in range(4 - used):
+        assert store.take_quota([quota]) is None
+    assert store.take_quota([quota]) == quota
+    assert WebStore.open(store).claim_mails("w", 5, timedelta(minutes=1)) == []
+    store.close()
+    again = open_store(db_url)  # upgraded once: opens without migrate
+    assert again.schema_version() == store_module.SCHEMA_VERSION
+
+
+def test_a_newer_web_schema_version_is_still_refused(db_url: str, monkeypatch):
+    _old_database(db_url, monkeypatch, 3)
+    with pytest.raises(StoreError, match="web schema version 3, newer than this Publisher's 2"):
+        open_store(db_url, migrate=True)

@@ -17,7 +17,8 @@ from publisher.store.bounces import (
     EventKind,
     SuppressionReason,
 )
-from publisher.store.signups import ConfirmOutcome, Quota, WebStore
+from publisher.store.quotas import Quota
+from publisher.store.signups import ConfirmOutcome, WebStore
 from sending import PlainComposer, add_subscribers, make_issue, open_store, policy, smtp_to
 from smtp_sink import SmtpSink
 from test_cli_newsletter import make_site, run

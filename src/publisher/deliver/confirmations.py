@@ -65,7 +65,8 @@ from publisher.deliver.tokens import Purpose, TokenSigner, confirm_url
 from publisher.deliver.transports import Outcome, SendResult, Stage, TransportFactory
 from publisher.publish.templating import render
 from publisher.store import StoreError
-from publisher.store.signups import MAILABLE, ConfirmationMail, Quota, WebStore
+from publisher.store.quotas import Quota
+from publisher.store.signups import MAILABLE, ConfirmationMail, WebStore
 
 log = logging.getLogger("publisher.web")
 

@@ -45,7 +45,7 @@ start, cron plus a service) never do the same job at the same time (G4, G6):
    worker and the scheduler never send one row twice at once, G4), so a signup
    made just before ``publisher web`` crashed is confirmed without waiting for
    the web service to restart (G1). Databases the web service never used are
-   left alone (no ``web_schema_version``).
+   left alone (nothing queued).
 
 Startup reconciliation is the same tick: issues created but not sent, retries
 that fell due while the process was down and ``sending`` rows of a dead process

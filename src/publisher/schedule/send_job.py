@@ -26,7 +26,6 @@ from publisher.errors import PublisherError
 from publisher.publish.templating import make_environment
 from publisher.schedule.context import JobContext, Pass, count, paused
 from publisher.store import IssueStatus, IssueSummary, Store
-from publisher.store.signups import VERSION_KEY as WEB_VERSION_KEY
 from publisher.store.signups import WebStore
 
 SEND = "send"
@@ -87,8 +86,8 @@ class SendJob:
     def _confirmation_drain(self) -> ConfirmationDrain | None:
         if self._confirmations is None:
             ctx = self.ctx
-            if ctx.store.get_setting(WEB_VERSION_KEY) is None:
-                return None  # publisher web never ran on this database: nothing is queued
+            if not WebStore(ctx.store).has_queued():
+                return None  # publisher web never queued anything on this database
             mailer = ConfirmationMailer(
                 ctx.config, make_environment(ctx.config), self.transports, ctx.clock
             )

@@ -4,8 +4,7 @@ Every key and every encoding the scheduler stores is here and only here: the
 key names and formats are data in existing databases and must not change
 (``"<iso instant> <slug>"`` for the next due post, ISO dates and instants, ``"1"``
 for a flag). Callers read and write typed values; nothing else in
-publisher.schedule reads or writes these keys (the send job only asks whether the
-web service's own schema key exists, publisher.store.signups.VERSION_KEY).
+publisher.schedule reads or writes settings keys.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Bounces, complaints and the suppression list, beside publisher.store (issue 12).
 
 What a report does to a subscriber is decided here, in ONE transaction per
-report run by the store's retrying runner (``Store._run``, H1, H3). The policy
+report run by the store's retrying runner (``Store.run``, H1, H3). The policy
 (also in README "Inbound mail"):
 
 - **Hard bounce** (RFC 3463 ``5.x.x``): ``subscribers.bounce_count`` goes up, the
@@ -62,11 +62,10 @@ from publisher.store import (
     Store,
     SubscriberStatus,
     UtcDateTime,
-    _delivery,
-    deliveries,
     normalize_email,
-    subscribers,
 )
+from publisher.store.deliveries import _delivery
+from publisher.store.schema import deliveries, subscribers
 
 bounce_metadata = MetaData()  # kept out of migration 1's create_all
 
@@ -214,7 +213,7 @@ class BounceStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._run = store._run  # the store's retrying transaction runner (H1, H3)
+        self._run = store.run  # the store's public retrying transaction runner (H1, H3)
 
     # reports ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Editors, their sign-in sessions, their bearer tokens for writing apps, failed
 sign-ins and an audit log. Each operation is ONE transaction run by the store's
-runner (``Store._run``: retries locks and dropped connections, then
+runner (``Store.run``: retries locks and dropped connections, then
 ``StoreError``, which the web answers with 503).
 
 - Tables are created by the store migration ``_migration_editors`` (see
@@ -147,7 +147,7 @@ class EditorStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.clock: Clock = store.clock
-        self._run = store._run  # the store's retrying transaction runner (H1, H3)
+        self._run = store.run  # the store's public retrying transaction runner (H1, H3)
 
     # editors ----------------------------------------------------------------------------
 

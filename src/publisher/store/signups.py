@@ -2,23 +2,16 @@
 
 Kept out of ``store.py`` so the endpoint's needs stay additive: one table of
 its own and a few subscriber operations, each ONE transaction run by the
-store's runner (``Store._run``), which retries SQLite ``database is locked``
+store's runner (``Store.run``), which retries SQLite ``database is locked``
 and dropped PostgreSQL connections and then raises ``StoreError``; the
 endpoint answers that with 503 and ``Retry-After`` (H1, H3).
 
-- **Schema**: the ``web_counts`` and ``confirmation_mails`` tables, versioned
-  like the store's schema but under the ``settings`` key ``web_schema_version``
-  (additive migrations only); a database written by a newer Publisher is
-  refused (H6). Created on first use, under an advisory lock
-  on PostgreSQL so two processes starting together do not both create it.
-- **Quotas** (E4, E5, S12): events per bucket and minute; a quota is "at most
-  ``limit`` events in the last ``window``". Checking and counting happen in one
-  transaction that SQLite serializes (``BEGIN IMMEDIATE``) and PostgreSQL
-  serializes per bucket with ``pg_advisory_xact_lock``, so 20 parallel
-  requests cannot all pass a limit of one (E14). All quotas pass and are
-  counted together, or none is counted. State lives in the database, so a
-  restart or a second process does not reset a limit (listmonk's in-memory
-  window does).
+- **Schema**: the ``web_counts`` and ``confirmation_mails`` tables are in
+  ``publisher.store.schema`` under the one ``schema_version`` (issue 9; they had
+  their own ``web_schema_version`` key before, which ``publisher migrate`` folds in).
+- **Quotas** (E4, E5, S12): ``Store.take_quota`` (publisher.store.quotas, the one
+  per-minute counter, shared with the send budget); a signup takes its quotas inside
+  its own transaction, and all pass and are counted together, or none is counted.
 - **Signup requests** (S13, issue 8 item 8): the request only appends a
   ``signup_requests`` row (:meth:`WebStore.record_signup`); the worker applies
   it with :meth:`WebStore.apply_signups` as one transaction that deletes it and
@@ -40,31 +33,22 @@ endpoint answers that with 503 and ``Retry-After`` (H1, H3).
   one (E14). The row holds the address, the subscriber id and the
   ``state_version`` the link will be signed for, never the link: the token is
   signed when the mail is sent (publisher.deliver.confirmations). Rows are claimed like
-  deliveries (``store.py``): ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP
-  LOCKED`` on PostgreSQL, then ``UPDATE ... RETURNING`` with a lease; a
-  ``sending`` row whose lease ran out is due again (at-least-once).
+  deliveries, by ``publisher.store.leases``; unlike a delivery, a ``sending`` row
+  whose lease ran out is due again (at-least-once).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     and_,
     delete,
     func,
@@ -72,7 +56,6 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     update,
 )
 
@@ -80,65 +63,21 @@ from publisher.store import (
     Clock,
     ConsentMethod,
     Store,
-    StoreError,
     SubscriberStatus,
-    UtcDateTime,
-    settings,
+)
+from publisher.store.bounces import suppressed_condition
+from publisher.store.leases import claim_rows, held_by, held_expired, settle
+from publisher.store.model import Consent
+from publisher.store.quotas import Quota
+from publisher.store.schema import (
+    confirmation_mails,
     signup_requests,
     subscriber_categories,
     subscribers,
 )
-from publisher.store.bounces import suppressed_condition
+from publisher.store.subscribers import insert_subscriber
 
-VERSION_KEY = "web_schema_version"
-_SCHEMA_LOCK = 20250622  # pg_advisory_xact_lock key while creating the web tables
-_QUOTA_LOCK_SPACE = 5005  # first key of the two-key advisory lock per quota bucket
-KEEP_COUNTS = timedelta(days=31)  # longer than any configurable window (720 h)
 MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED)
-
-web_metadata = MetaData()
-
-web_counts = Table(
-    "web_counts",
-    web_metadata,
-    Column("bucket", String(100), primary_key=True),
-    Column("minute", UtcDateTime, primary_key=True),
-    Column("count", Integer, nullable=False),
-    Index("ix_web_counts_minute", "minute"),
-)
-
-
-# The durable queue of double opt-in mails (see the module docstring); no secret in it.
-confirmation_mails = Table(
-    "confirmation_mails",
-    web_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column(
-        "subscriber_id", Integer, ForeignKey(subscribers.c.id, ondelete="CASCADE"), nullable=False
-    ),
-    Column("email", String(320), nullable=False),
-    Column("state_version", Integer, nullable=False),  # the link confirms this state only (E10)
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", UtcDateTime, nullable=False),
-    Column("claimed_by", String(200)),
-    Column("lease_until", UtcDateTime),
-    Column("last_error", Text),
-    Index("ix_confirmation_mails_due", "status", "next_attempt_at"),
-)
-
-
-def _web_migration_1(conn: Connection) -> None:
-    web_metadata.create_all(conn, tables=[web_counts])
-
-
-def _web_migration_2(conn: Connection) -> None:
-    web_metadata.create_all(conn, tables=[confirmation_mails])
-
-
-# Ordered; index + 1 is the version a migration produces. Append, never edit.
-WEB_MIGRATIONS = (_web_migration_1, _web_migration_2)
 
 
 class MailStatus(StrEnum):
@@ -146,15 +85,6 @@ class MailStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Quota:
-    """At most ``limit`` events of ``bucket`` in the last ``window``."""
-
-    bucket: str
-    limit: int
-    window: timedelta
 
 
 @dataclass(frozen=True)
@@ -195,80 +125,29 @@ class WebStore:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.clock: Clock = store.clock
-        self._run = store._run  # the store's retrying transaction runner (H1, H3)
+        self._run = store.run  # the store's public retrying transaction runner (H1, H3)
 
     @classmethod
     def open(cls, store: Store) -> WebStore:
-        """Wrap ``store``, creating or checking the web tables first (H6)."""
-        web_store = cls(store)
-        web_store._prepare()
-        return web_store
+        """Wrap ``store``; its tables are the store's own (``Store.open`` checks the schema)."""
+        return cls(store)
 
-    def _prepare(self) -> None:
-        def work(conn: Connection) -> None:
-            if not self.store.is_sqlite:
-                conn.execute(text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
-            found = conn.execute(select(settings.c.value).where(settings.c.key == VERSION_KEY))
-            current = int(found.scalar_one_or_none() or 0)
-            if current > len(WEB_MIGRATIONS):
-                raise StoreError(
-                    f"database {self.store.name} has web schema version {current}, newer than "
-                    f"this Publisher's {len(WEB_MIGRATIONS)}",
-                    hint="Upgrade Publisher; an older version must not write to this database.",
-                )
-            for migration in WEB_MIGRATIONS[current:]:
-                migration(conn)
-            if current != len(WEB_MIGRATIONS):
-                self.store.upsert_setting(conn, VERSION_KEY, str(len(WEB_MIGRATIONS)))
+    def has_queued(self) -> bool:
+        """Whether the web service ever queued a signup or a mail here (the scheduler asks)."""
 
-        self._run(work)
+        def work(conn: Connection) -> bool:
+            for table in (signup_requests, confirmation_mails):
+                if conn.execute(select(table.c.id).limit(1)).first() is not None:
+                    return True
+            return False
+
+        return self._run(work, write=False)
 
     # quotas -----------------------------------------------------------------------------------
 
     def take_quota(self, quotas: Sequence[Quota]) -> Quota | None:
         """Count one event against every quota; or count nothing and return the one used up."""
-        now = self.clock()
-        return self._run(lambda conn: self._take(conn, quotas, now))
-
-    def _take(self, conn: Connection, quotas: Sequence[Quota], now: datetime) -> Quota | None:
-        self._lock(conn, [q.bucket for q in quotas])
-        for quota in quotas:
-            if self._used(conn, quota, now) >= quota.limit:
-                return quota
-        minute = _minute(now)
-        for quota in quotas:
-            stmt = self.store.insert(web_counts).values(bucket=quota.bucket, minute=minute, count=1)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[web_counts.c.bucket, web_counts.c.minute],
-                    set_={"count": web_counts.c.count + 1},
-                )
-            )
-            # Old minutes of this bucket are dead weight; older buckets go below.
-            conn.execute(
-                delete(web_counts).where(
-                    web_counts.c.bucket == quota.bucket,
-                    web_counts.c.minute < _minute(now - quota.window),
-                )
-            )
-        conn.execute(delete(web_counts).where(web_counts.c.minute < now - KEEP_COUNTS))
-        return None
-
-    def _used(self, conn: Connection, quota: Quota, now: datetime) -> int:
-        # Minutes are floored, so an event counts for up to a minute longer, never shorter.
-        query = select(func.coalesce(func.sum(web_counts.c.count), 0)).where(
-            web_counts.c.bucket == quota.bucket,
-            web_counts.c.minute >= _minute(now - quota.window),
-        )
-        return int(conn.execute(query).scalar_one())
-
-    def _lock(self, conn: Connection, buckets: Iterable[str]) -> None:
-        if self.store.is_sqlite:
-            return  # BEGIN IMMEDIATE already serializes every writer
-        for bucket in sorted(set(buckets)):  # one order everywhere: no deadlocks
-            conn.execute(
-                select(func.pg_advisory_xact_lock(_QUOTA_LOCK_SPACE, func.hashtext(bucket)))
-            )
+        return self.store.take_quota(quotas)
 
     # subscribers ------------------------------------------------------------------------------
 
@@ -307,7 +186,7 @@ class WebStore:
             return SignupResult(row.id, row.state_version, send=False)  # active or bounced
         if self._suppressed(conn, address):  # never re-activated by a sign-up (issue 12)
             return SignupResult(row.id, row.state_version, send=False)
-        if self._take(conn, quotas, now) is not None:
+        if self.store.take_quota_in(conn, quotas, now) is not None:
             return SignupResult(row.id, row.state_version, send=False)
         self._record_consent(conn, row.id, source, text_version, now)
         self._queue_mail(conn, row.id, address, row.state_version, now)
@@ -392,26 +271,9 @@ class WebStore:
         text_version: str,
         now: datetime,
     ) -> None:
-        stmt = (
-            self.store.insert(subscribers)
-            .values(
-                email=address,
-                status=SubscriberStatus.PENDING,
-                created_at=now,
-                bounce_count=0,
-                state_version=1,
-                consent_at=now,
-                consent_method=ConsentMethod.WEB,
-                consent_source=source[:500],
-                consent_text_version=text_version[:100],
-            )
-            .on_conflict_do_nothing()
-            .returning(subscribers.c.id)
-        )
-        new_id = conn.execute(stmt).scalar_one_or_none()
-        if new_id is not None and categories:
-            rows = [{"subscriber_id": new_id, "category": c} for c in sorted(set(categories))]
-            conn.execute(insert(subscriber_categories), rows)
+        consent = Consent(ConsentMethod.WEB, source, text_version, at=now)
+        cats = tuple(sorted(set(categories)))
+        insert_subscriber(conn, address, cats, consent, SubscriberStatus.PENDING, now)
 
     def _record_consent(
         self, conn: Connection, subscriber_id: int, source: str, text_version: str, now: datetime
@@ -511,40 +373,23 @@ class WebStore:
         Committed before the mail is built. Each comes with its subscriber's state.
         """
         now = self.clock()
+        sending = confirmation_mails.c.status == MailStatus.SENDING
         due = or_(
             and_(
                 confirmation_mails.c.status == MailStatus.PENDING,
                 confirmation_mails.c.next_attempt_at <= now,
             ),
-            and_(
-                confirmation_mails.c.status == MailStatus.SENDING,
-                confirmation_mails.c.lease_until < now,
-            ),
+            held_expired(confirmation_mails, now, sending),  # due again: at-least-once (G1)
         )
+        values = {
+            "status": MailStatus.SENDING,
+            "claimed_by": worker,
+            "lease_until": now + lease,
+            "attempts": confirmation_mails.c.attempts + 1,
+        }
 
         def work(conn: Connection) -> list[ConfirmationMail]:
-            found = (
-                select(confirmation_mails.c.id)
-                .where(due)
-                .order_by(confirmation_mails.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)  # SQLite: BEGIN IMMEDIATE serializes instead
-            )
-            ids = list(conn.execute(found).scalars())
-            if not ids:
-                return []
-            stmt = (
-                update(confirmation_mails)
-                .where(confirmation_mails.c.id.in_(ids), due)
-                .values(
-                    status=MailStatus.SENDING,
-                    claimed_by=worker,
-                    lease_until=now + lease,
-                    attempts=confirmation_mails.c.attempts + 1,
-                )
-                .returning(*confirmation_mails.c)
-            )
-            rows = list(conn.execute(stmt).mappings())
+            rows = claim_rows(conn, confirmation_mails, due, values, limit=limit)
             return sorted(self._with_subscribers(conn, rows), key=lambda m: m.id)
 
         return self._run(work)
@@ -581,18 +426,14 @@ class WebStore:
     def _finish_mail(
         self, mail_id: int, worker: str | None, status: MailStatus, **values: Any
     ) -> None:
-        conditions = [confirmation_mails.c.id == mail_id]
-        if worker is None:
-            conditions.append(confirmation_mails.c.status != MailStatus.SENT)
+        table = confirmation_mails
+        if worker is None:  # the server took it: that wins over any claim
+            held: tuple[Any, ...] = (table.c.status != MailStatus.SENT,)
         else:  # only the claim holder settles a row another worker may have taken over
-            conditions.append(confirmation_mails.c.claimed_by == worker)
-            conditions.append(confirmation_mails.c.status == MailStatus.SENDING)
-        stmt = (
-            update(confirmation_mails)
-            .where(*conditions)
-            .values(status=status, claimed_by=None, lease_until=None, **values)
+            held = held_by(table, worker, table.c.status == MailStatus.SENDING)
+        self._run(
+            lambda conn: settle(conn, table, table.c.id == mail_id, *held, status=status, **values)
         )
-        self._run(lambda conn: conn.execute(stmt))
 
     def confirmation_mails(self) -> list[ConfirmationMail]:
         """Every queued, sent and failed confirmation mail, oldest first (tests, operators)."""
@@ -619,7 +460,3 @@ def _mail(row: Any, **subscriber: Any) -> ConfirmationMail:
         last_error=row["last_error"],
         **subscriber,
     )
-
-
-def _minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)

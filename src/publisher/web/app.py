@@ -90,7 +90,8 @@ from publisher.store import (
     SubscriberStatus,
     normalize_email,
 )
-from publisher.store.signups import MAILABLE, ConfirmOutcome, Quota, WebStore
+from publisher.store.quotas import Quota
+from publisher.store.signups import MAILABLE, ConfirmOutcome, WebStore
 from publisher.web.forms import BadInput, ClientAddress, Form, rate_key, read_form
 from publisher.web.pages import (
     Link,
