@@ -177,6 +177,15 @@ class _Parts:
 
 
 def _multipart(body: bytes, boundary: bytes) -> list[tuple[str, str]]:
+    return [_multipart_field(headers, data) for headers, data in multipart_parts(body, boundary)]
+
+
+def multipart_parts(
+    body: bytes, boundary: bytes, max_parts: int = MAX_FIELDS * 4
+) -> list[tuple[Mapping[bytes, bytes], bytes]]:
+    """The (headers, data) of each part of a multipart body; BadInput (400) when it is
+    malformed, truncated or has more than ``max_parts`` parts. The one multipart reader of
+    the web service: signup forms and Micropub uploads both go through it."""
     parts = _Parts()
     callbacks = {
         name: getattr(parts, name)
@@ -198,9 +207,9 @@ def _multipart(body: bytes, boundary: bytes) -> list[tuple[str, str]]:
         raise BadInput(400, "malformed multipart form") from None
     if not parts.finished:
         raise BadInput(400, "truncated multipart form")
-    if len(parts.parts) > MAX_FIELDS * 4:
+    if len(parts.parts) > max_parts:
         raise BadInput(400, "too many fields")
-    return [_multipart_field(headers, data) for headers, data in parts.parts]
+    return list(parts.parts)
 
 
 def _multipart_field(headers: Mapping[bytes, bytes], data: bytes) -> tuple[str, str]:

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from markdownify import markdownify
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -46,7 +45,8 @@ from publisher.web.editor import posts as files
 from publisher.web.editor.auth import find_bearer
 from publisher.web.editor.history import commit_paths
 from publisher.web.editor.media import NotAnImage, store_image
-from publisher.web.forms import BadInput, _Parts, read_body
+from publisher.web.forms import BadInput, read_body
+from publisher.web.forms import multipart_parts as split_multipart
 
 if TYPE_CHECKING:
     from publisher.web.editor.routes import EditorService
@@ -154,7 +154,7 @@ class Micropub:
             boundary = options.get(b"boundary")
             if not boundary:
                 raise _invalid("multipart form without a boundary")
-            fields, uploads = multipart_parts(body, boundary)
+            fields, uploads = multipart_fields(body, boundary)
             return "form", _group(fields), uploads
         if not body:
             return "form", {}, {}
@@ -392,7 +392,7 @@ class Micropub:
         kind, options = parse_options_header(request.headers.get("content-type", ""))
         if kind != b"multipart/form-data" or not options.get(b"boundary"):
             raise _invalid("send the file as multipart/form-data in a part named 'file'")
-        fields, uploads = multipart_parts(body, options[b"boundary"])
+        fields, uploads = multipart_fields(body, options[b"boundary"])
         await self._token(request, _first(_group(fields).get("access_token")), "media")
         if len(uploads.get("file", [])) != 1:
             raise _invalid("send exactly one part named 'file'")
@@ -502,33 +502,15 @@ def _group(pairs: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return grouped
 
 
-def multipart_parts(body: bytes, boundary: bytes) -> tuple[list[tuple[str, str]], Uploads]:
-    parts = _Parts()
-    callbacks = {
-        name: getattr(parts, name)
-        for name in (
-            "on_part_begin",
-            "on_header_field",
-            "on_header_value",
-            "on_header_end",
-            "on_part_data",
-            "on_part_end",
-            "on_end",
-        )
-    }
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+def multipart_fields(body: bytes, boundary: bytes) -> tuple[list[tuple[str, str]], Uploads]:
+    """Fields and uploads of a multipart Micropub request (the web service's one reader)."""
     try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError:
-        raise _invalid("malformed multipart form") from None
-    if not parts.finished:
-        raise _invalid("truncated multipart form")
-    if len(parts.parts) > MAX_FIELDS:
-        raise _invalid("too many fields")
+        parts = split_multipart(body, boundary, max_parts=MAX_FIELDS)
+    except BadInput as exc:  # Micropub's error shape (invalid_request), for every caller
+        raise _invalid(exc.reason) from None
     fields: list[tuple[str, str]] = []
     uploads: Uploads = {}
-    for headers, data in parts.parts:
+    for headers, data in parts:
         kind, options = parse_options_header(headers.get(b"content-disposition", b""))
         if kind != b"form-data" or b"name" not in options:
             raise _invalid("multipart part without a form-data name")

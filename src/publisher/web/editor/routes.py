@@ -709,7 +709,7 @@ class EditorService:
     async def upload(self, request: Request) -> Response:
         """An image pasted, dropped or chosen on the edit page; JSON with its Markdown."""
         from publisher.web.editor.media import NotAnImage, image_html, store_image
-        from publisher.web.editor.micropub import MicropubError, multipart_parts
+        from publisher.web.editor.micropub import MicropubError, multipart_fields
 
         found = await self._signed_in(request)
         if found is None:
@@ -721,7 +721,7 @@ class EditorService:
         if kind != b"multipart/form-data" or not options.get(b"boundary"):
             raise BadInput(415, "이미지는 multipart/form-data로 보내 주세요.")
         try:
-            fields, uploads = multipart_parts(body, options[b"boundary"])
+            fields, uploads = multipart_fields(body, options[b"boundary"])
         except MicropubError as exc:
             return JSONResponse({"error": exc.description}, status_code=400, headers=PRIVATE)
         csrf = next((v for k, v in fields if k == "csrf"), "")
