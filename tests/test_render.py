@@ -39,3 +39,24 @@ def test_menu_marks_the_current_section() -> None:
     assert nav_current("", "page/2/", None) == "page"
     assert nav_current("", "posts/a/", None) is None
     assert nav_current("", "archive/", None) is None
+
+
+def test_inline_stylesheets_puts_the_theme_css_into_the_page(tmp_path) -> None:
+    """The editor's srcdoc preview has no folder for relative links: the CSS goes inline."""
+    from builders import make_config
+    from publisher.publish.render import inline_stylesheets
+    from publisher.publish.templating import DEFAULT_TEMPLATES, make_environment
+
+    (tmp_path / "templates" / "static").mkdir(parents=True)
+    (tmp_path / "templates" / "static" / "style.css").write_text("body{color:red}", "utf-8")
+    env = make_environment(make_config(tmp_path))
+    page = (
+        '<head><link rel="stylesheet" href="../../static/style.css">'
+        '<link rel="stylesheet" href="../../static/pygments.css">'
+        '<link rel="stylesheet" href="../../static/missing.css"></head>'
+    )
+    inlined = inline_stylesheets(page, env)
+    assert "<style>body{color:red}</style>" in inlined  # the site's theme before the default
+    assert ".highlight" in inlined  # the generated code stylesheet
+    assert '<link rel="stylesheet" href="../../static/missing.css">' in inlined  # left alone
+    assert (DEFAULT_TEMPLATES / "static" / "style.css").read_text("utf-8") not in inlined

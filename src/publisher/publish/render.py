@@ -7,6 +7,7 @@ dicts, so what a page shows is decided and tested in Python.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,20 +297,44 @@ def sitemap_entries(site: Site) -> list[SitemapEntry]:
 
 def _static_files(env: jinja2.Environment, tree: OutputTree) -> None:
     """Copy ``static/`` from the template folders (site first) and add the code stylesheet."""
+    for relative, data in static_files(env).items():
+        tree.add(f"static/{relative}", data)
+
+
+def static_files(env: jinja2.Environment) -> dict[str, bytes]:
+    """Every file of ``static/`` by its path, the site's theme before the default one, plus
+    the generated code stylesheet: what the build copies and what a preview inlines."""
     loader = env.loader
     assert isinstance(loader, jinja2.FileSystemLoader)
-    seen: set[str] = set()
+    found: dict[str, bytes] = {}
     for folder in loader.searchpath:
         static = Path(folder) / "static"
         if not static.is_dir():
             continue
         for path in sorted(static.rglob("*")):
             relative = path.relative_to(static).as_posix()
-            if path.is_file() and not path.is_symlink() and relative not in seen:
-                seen.add(relative)
-                tree.add(f"static/{relative}", path.read_bytes())
-    if "pygments.css" not in seen:
-        tree.add("static/pygments.css", markup.pygments_css())
+            if path.is_file() and not path.is_symlink() and relative not in found:
+                found[relative] = path.read_bytes()
+    found.setdefault("pygments.css", markup.pygments_css().encode("utf-8"))
+    return found
 
 
-__all__ = ["Page", "PageRenderer", "render_pages"]
+_STYLESHEET = re.compile(r'<link rel="stylesheet" href="(?:\.\./)*static/([\w./-]+\.css)">')
+
+
+def inline_stylesheets(page_html: str, env: jinja2.Environment) -> str:
+    """The page with its theme stylesheets inlined, for a preview shown where its relative
+    links lead nowhere (an ``srcdoc`` frame): no network, the same CSS as the built site."""
+    files = static_files(env)
+
+    def inline(match: re.Match[str]) -> str:
+        css = files.get(match[1])
+        if css is None:
+            return match[0]
+        text = css.decode("utf-8", "replace").replace("</", "<\\/")  # cannot end the element
+        return f"<style>{text}</style>"
+
+    return _STYLESHEET.sub(inline, page_html)
+
+
+__all__ = ["Page", "PageRenderer", "inline_stylesheets", "render_pages", "static_files"]

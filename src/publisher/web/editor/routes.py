@@ -51,7 +51,7 @@ from publisher.errors import PublisherError
 from publisher.preview.page import preview_parts
 from publisher.publish.content import parse_moment, read_posts
 from publisher.publish.newsletter import render_post_issue
-from publisher.publish.render import PageRenderer
+from publisher.publish.render import PageRenderer, inline_stylesheets
 from publisher.publish.site import build_site, post_path
 from publisher.publish.slugs import slug_from_filename, slugify
 from publisher.publish.templating import render
@@ -695,7 +695,8 @@ class EditorService:
         site_post = next(p for p in site.posts if p.source == post.source)
         shown = preview_parts(site, site_post)  # what `publisher preview` shows, from the same code
         parts = {
-            "page": PageRenderer(site, self.env).post(site_post),
+            # The theme's CSS inlined: the page's relative links lead nowhere in an srcdoc frame.
+            "page": inline_stylesheets(PageRenderer(site, self.env).post(site_post), self.env),
             "feed": shown.feed_entry,
             "email": shown.email_html,
             "text": shown.email_text,
