@@ -97,35 +97,6 @@ def make_room(
     return Room(root, config, store, clock, app)
 
 
-class Server:
-    """uvicorn in a thread on 127.0.0.1:``port`` (real HTTP over a socket)."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        import threading
-
-        import uvicorn
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def make_live_room(tmp_path: Path, port: int, **editor: Any) -> Room:
     """A room whose site and editor live at http://127.0.0.1:``port``/ (for real HTTP)."""
     base = f"http://127.0.0.1:{port}/"

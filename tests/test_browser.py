@@ -16,7 +16,6 @@ from __future__ import annotations
 import email
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,10 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from builders import write_config, write_post
 from conftest import IN_CI, REPO
+from live_server import Server
 from publisher.cli.web import preview_routes
 from publisher.config import Config, load_config
 from publisher.deliver.sender import MessageComposer, SendPolicy, new_issue, send_issue
@@ -64,29 +63,6 @@ def _require_chromium() -> None:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-
-
-class Server:
-    """uvicorn in a thread on 127.0.0.1:``port``."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="none", lifespan="off"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO
-from editor_helpers import PASSWORD, Room, Server, make_live_room
+from editor_helpers import PASSWORD, Room, make_live_room
+from live_server import Server
 from smtp_sink import free_port
 from test_browser import CHROMIUM, CHROMIUM_ARGS, _require_chromium
 from test_micropub import jpeg_with_gps

@@ -10,7 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from editor_helpers import Room, Server, make_live_room
+from editor_helpers import Room, make_live_room
+from live_server import Server
 from publisher.store.editors import EditorStore
 from publisher.web.editor.auth import hash_password, new_bearer_token
 from smtp_sink import free_port
